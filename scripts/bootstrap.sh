@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Make this machine able to run technicia-deploy and its tests, from nothing:
+# system packages (Docker engine, debootstrap, pebble, ...), a running dockerd,
+# uv, and the Python environment from uv.lock. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v pebble >/dev/null || need_apt+=(pebble)
+command -v zstd >/dev/null || need_apt+=(zstd)
+command -v ssh >/dev/null || need_apt+=(openssh-client)
+command -v git >/dev/null || need_apt+=(git)
+command -v ip >/dev/null || need_apt+=(iproute2)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "bootstrap: missing system packages: ${need_apt[*]}; install them (apt-get install ${need_apt[*]}) or run as root" >&2
+    exit 1
+  fi
+  echo "bootstrap: installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# dockerd: these machines have no systemd; start it detached and wait for its socket.
+if ! docker info >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "bootstrap: the Docker engine is not running and this user cannot start it" >&2
+    exit 1
+  fi
+  echo "bootstrap: starting dockerd (log: /var/log/technicia-dockerd.log)"
+  setsid nohup dockerd >/var/log/technicia-dockerd.log 2>&1 < /dev/null &
+  for _ in $(seq 1 100); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
+  docker info >/dev/null 2>&1 || { echo "bootstrap: dockerd did not start; see /var/log/technicia-dockerd.log" >&2; exit 1; }
+fi
+
+command -v uv >/dev/null || python3 -m pip install -q uv
+uv sync --frozen -q

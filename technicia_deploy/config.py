@@ -1,0 +1,344 @@
+"""The model of ``environments.yaml`` and its validation.
+
+The file describes the project the way the seed tracking document's tables do:
+the application, and for each of test / staging / production its URL, server,
+firewall, health endpoints, thresholds and alert destinations. Secrets never
+live in the file: a secret field holds a reference (``{env: VAR}`` or
+``{file: PATH}``) that is resolved when blocks are applied.
+
+Every error is a :class:`ConfigError` naming the file, the dotted path of the
+field and the reason, raised before anything is saved or touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENVIRONMENTS = ("test", "staging", "production")
+EnvironmentName = Literal["test", "staging", "production"]
+
+
+class ConfigError(Exception):
+    """An invalid configuration: which file, which field, why."""
+
+    def __init__(self, file: str | os.PathLike, problems: list[tuple[str, str]]):
+        self.file = str(file)
+        self.problems = problems
+        lines = [f"{self.file}: {path or '(top level)'}: {reason}" for path, reason in problems]
+        super().__init__("\n".join(lines))
+
+
+class _Model(BaseModel):
+    # Unknown keys are errors: a typo must not silently drop a setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Model):
+    """Where a secret comes from. Exactly one of ``env`` or ``file``."""
+
+    env: str | None = Field(default=None, description="name of an environment variable holding the secret")
+    file: str | None = Field(default=None, description="path of a file holding the secret (~ expanded)")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "SecretRef":
+        if (self.env is None) == (self.file is None):
+            raise ValueError("a secret reference needs exactly one of 'env' or 'file'")
+        if self.env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.env):
+            raise ValueError(f"{self.env!r} is not a valid environment variable name")
+        return self
+
+    def describe(self) -> str:
+        return f"environment variable {self.env}" if self.env else f"file {self.file}"
+
+    def resolve(self, environ: dict[str, str] | os._Environ, base_dir: Path) -> str:
+        """The secret's value, or ValueError saying where it was looked for (never the value)."""
+        if self.env is not None:
+            value = environ.get(self.env)
+            if not value:
+                raise ValueError(f"environment variable {self.env} is not set")
+            return value
+        path = Path(os.path.expanduser(self.file))
+        if not path.is_absolute():
+            path = base_dir / path
+        try:
+            value = path.read_text()
+        except OSError as exc:
+            raise ValueError(f"file {path} cannot be read ({exc.strerror})") from None
+        if not value.strip():
+            raise ValueError(f"file {path} is empty")
+        return value
+
+
+class Application(_Model):
+    repository: str = Field(description="git URL of the TechnicIA application repository")
+    deploy_command: str = Field(default="./deploy.sh", description="run in the checkout on the server")
+    directory: str = Field(default="/opt/technicia", description="where the application lives on the server")
+    env_file: str = Field(default=".env", description="the API-key file, relative to the checkout")
+    compose_file: str = Field(default="docker-compose.yml")
+
+
+class OvhSettings(_Model):
+    endpoint: str = Field(default="ovh-eu", description="a python-ovh endpoint name (ovh-eu, ovh-ca, ...)")
+    api_url: str | None = Field(default=None, description="override of the endpoint's API URL (the sandbox's OVH emulator)")
+    application_key: SecretRef
+    application_secret: SecretRef
+    consumer_key: SecretRef
+
+
+class ServerSpec(_Model):
+    """The seed's 'Informations du Serveur' table: what the VPS must be."""
+
+    ovh_service_name: str = Field(description="OVH service name of the VPS (e.g. vps-1234abcd.vps.ovh.net)")
+    label: str = Field(description="the name the team uses (e.g. VPS-PROD-XYZ)")
+    model: str = Field(description="OVH offer, e.g. VPS-SSD-4")
+    vcores: int = Field(gt=0)
+    ram_gb: int = Field(gt=0)
+    disk_gb: int = Field(gt=0)
+    os: str = Field(description="e.g. 'Ubuntu Server 22.04 LTS'")
+    zone: str = Field(description="OVH datacentre, e.g. GRA11")
+    host: str | None = Field(default=None, description="address to SSH to; default: the VPS IPv4 from the OVH API")
+
+
+class SshSettings(_Model):
+    user: str = Field(default="deploy")
+    port: int = Field(default=22, ge=1, le=65535)
+    host_key: str = Field(description="the server's public host key, 'ssh-ed25519 AAAA...' (pinned, never learnt)")
+    private_key: SecretRef
+
+    @field_validator("host_key")
+    @classmethod
+    def _host_key_shape(cls, value: str) -> str:
+        parts = value.split()
+        if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-")):
+            raise ValueError("expected an OpenSSH public key line such as 'ssh-ed25519 AAAA...'")
+        return " ".join(parts[:2])
+
+
+class PortRule(_Model):
+    port: int = Field(ge=1, le=65535)
+    protocol: Literal["tcp", "udp"] = "tcp"
+    service: str
+    comment: str = ""
+
+
+class Firewall(_Model):
+    public: list[PortRule] = Field(description="open to the internet")
+    internal: list[PortRule] = Field(default_factory=list, description="reachable only from the server itself")
+    ovh_network_firewall: bool = Field(default=False, description="also mirror the rules in OVH's network firewall")
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> "Firewall":
+        public = {(r.port, r.protocol) for r in self.public}
+        both = sorted(p for p in ((r.port, r.protocol) for r in self.internal) if p in public)
+        if both:
+            names = ", ".join(f"{port}/{proto}" for port, proto in both)
+            raise ValueError(f"port {names} is both public and internal")
+        return self
+
+
+class HealthCheck(_Model):
+    name: str
+    url: str = Field(description="path on the public URL ('/api/health') or a URL on the server ('http://127.0.0.1:6333/healthz')")
+    expect_status: int = 200
+    from_server: bool = Field(default=False, description="checked from inside the VPS (internal-only services)")
+
+
+class Performance(_Model):
+    concurrency: int = Field(default=4, ge=1)
+    duration_s: float = Field(default=5.0, gt=0)
+    path: str = "/"
+    min_rps: float = Field(default=20.0, ge=0)
+    max_p95_ms: float = Field(default=500.0, gt=0)
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+
+
+class AlertDestination(_Model):
+    name: str
+    url: SecretRef = Field(description="an apprise URL (mailto://, json://, slack://...): a secret, it carries tokens")
+
+
+class GoogleSettings(_Model):
+    project_id: str
+    service_account_json: SecretRef
+    documentai_location: str = "eu"
+    documentai_processor_id: str
+    documentai_endpoint: str | None = Field(default=None, description="override; default '{location}-documentai.googleapis.com'")
+    vision_endpoint: str | None = Field(default=None, description="override; default 'vision.googleapis.com'")
+
+
+class VoyageSettings(_Model):
+    api_key: SecretRef
+    model: str = "voyage-3.5-lite"
+    base_url: str | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _not_local(cls, value: str) -> str:
+        if value == "voyage-4-nano":
+            raise ValueError("voyage-4-nano runs locally in the SDK and proves nothing about the key")
+        return value
+
+
+class AnthropicSettings(_Model):
+    api_key: SecretRef
+    model: str = "claude-sonnet-4-5"
+    base_url: str | None = None
+
+
+class ApiKeys(_Model):
+    google: GoogleSettings
+    voyageai: VoyageSettings
+    anthropic: AnthropicSettings
+
+
+class Docker(_Model):
+    source: Literal["distro", "docker-apt"] = Field(default="distro", description="Debian/Ubuntu packages or Docker's own apt repository")
+    min_version: str = Field(default="20.10")
+
+
+class Tls(_Model):
+    acme_server: str = Field(default="https://acme-v02.api.letsencrypt.org/directory")
+    email: str
+    min_days_left: int = Field(default=30, ge=1)
+    ca_bundle: str | None = Field(default=None, description="PEM of an extra CA the server must trust to reach the ACME server (sandbox)")
+
+
+class Dns(_Model):
+    zone: str = Field(description="the OVH DNS zone, e.g. exemple.fr")
+    ttl: int = Field(default=300, ge=60)
+    nameservers: list[str] = Field(default_factory=list, description="host[:port] of the zone's authoritative servers; default: the zone's NS records")
+
+
+class Environment(_Model):
+    url: str
+    domain: str
+    server: ServerSpec
+    ssh: SshSettings
+    dns: Dns
+    firewall: Firewall
+    tls: Tls
+    docker: Docker = Docker()
+    health: list[HealthCheck] = Field(default_factory=list)
+    performance: Performance = Performance()
+    alerts: list[AlertDestination] = Field(default_factory=list)
+    api_keys: ApiKeys
+
+    @model_validator(mode="after")
+    def _url_matches_domain(self) -> "Environment":
+        if not self.url.startswith(f"https://{self.domain}"):
+            raise ValueError(f"url {self.url!r} must be https://{self.domain}")
+        if not (self.domain == self.dns.zone or self.domain.endswith("." + self.dns.zone)):
+            raise ValueError(f"domain {self.domain!r} is not inside DNS zone {self.dns.zone!r}")
+        return self
+
+
+class Project(_Model):
+    name: str = Field(default="technicia", pattern=r"^[a-z][a-z0-9-]*$")
+    application: Application
+    ovh: OvhSettings
+    environments: dict[EnvironmentName, Environment]
+
+    @model_validator(mode="after")
+    def _all_environments(self) -> "Project":
+        missing = [name for name in ENVIRONMENTS if name not in self.environments]
+        if missing:
+            raise ValueError(f"missing environment(s): {', '.join(missing)}")
+        return self
+
+    def environment(self, name: str) -> Environment:
+        if name not in self.environments:
+            raise ConfigError("environments", [(f"environments.{name}", f"unknown environment; known: {', '.join(self.environments)}")])
+        return self.environments[name]
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _reason(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required field is missing"
+    message = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def parse(data: Any, file: str | os.PathLike = "environments.yaml") -> Project:
+    try:
+        return Project.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False):
+            loc = error["loc"]
+            # Pydantic reports a failed literal key of the environments mapping with a '[key]' suffix.
+            problems.append((_loc(tuple(p for p in loc if not (isinstance(p, str) and p.endswith("[key]")))), _reason(error)))
+        raise ConfigError(file, problems) from None
+
+
+def load(path: str | os.PathLike) -> Project:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(path, [("", f"cannot be read ({exc.strerror})")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(path, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, [("", "expected a mapping at the top level")])
+    return parse(data, path)
+
+
+def secret_refs(model: BaseModel, prefix: str = "") -> list[tuple[str, SecretRef]]:
+    """Every secret reference in ``model`` with its dotted path, in document order."""
+    found: list[tuple[str, SecretRef]] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, SecretRef):
+            found.append((path, value))
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name), f"{path}.{name}" if path else name)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+
+    walk(model, prefix)
+    return found
+
+
+def resolve_secrets(project: Project, file: str | os.PathLike, environ: dict[str, str] | os._Environ | None = None) -> dict[str, str]:
+    """Resolve every secret reference; all failures are reported together, values never."""
+    environ = os.environ if environ is None else environ
+    base_dir = Path(file).resolve().parent
+    values: dict[str, str] = {}
+    problems: list[tuple[str, str]] = []
+    for path, ref in secret_refs(project):
+        try:
+            values[path] = ref.resolve(environ, base_dir)
+        except ValueError as exc:
+            problems.append((path, str(exc)))
+    if problems:
+        raise ConfigError(file, problems)
+    return values
+

@@ -1,0 +1,120 @@
+"""The catalogue of tracked deployment phases and steps.
+
+This is the only list: the deploy flow runs its tasks in this order and the
+tracking document takes its rows from it. A new step is one line here, one
+task, and its command builders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str  # "<phase>.<step>", stable: it is a run tag and a report key
+    fr: str
+    en: str
+
+    @property
+    def phase_id(self) -> str:
+        return self.id.split(".", 1)[0]
+
+    @property
+    def tag(self) -> str:
+        return step_tag(self.id)
+
+    def label(self, lang: str) -> str:
+        return self.fr if lang == "fr" else self.en
+
+
+@dataclass(frozen=True)
+class Phase:
+    id: str
+    fr: str
+    en: str
+    steps: tuple[Step, ...]
+
+    @property
+    def tag(self) -> str:
+        return step_tag(self.id)
+
+    def label(self, lang: str) -> str:
+        return self.fr if lang == "fr" else self.en
+
+
+PHASES: tuple[Phase, ...] = (
+    Phase(
+        "server", "Préparation du serveur", "Server preparation",
+        (
+            Step("server.os", "Installation OS", "OS installation"),
+            Step("server.firewall", "Configuration Firewall", "Firewall configuration"),
+            Step("server.docker", "Installation Docker", "Docker installation"),
+        ),
+    ),
+    Phase(
+        "services", "Déploiement des services", "Service deployment",
+        (
+            Step("services.clone", "Clonage du repository", "Repository checkout"),
+            Step("services.api_keys", "Configuration des clés API", "API key configuration"),
+            Step("services.deploy", "Exécution du script de déploiement", "Deployment script run"),
+        ),
+    ),
+    Phase(
+        "https", "Configuration HTTPS", "HTTPS configuration",
+        (
+            Step("https.dns", "Configuration DNS", "DNS configuration"),
+            Step("https.certbot", "Installation Certbot", "Certbot installation"),
+            Step("https.certificate", "Obtention certificats SSL", "SSL certificate issuance"),
+        ),
+    ),
+    Phase(
+        "checks", "Tests post-déploiement", "Post-deployment tests",
+        (
+            Step("checks.functional", "Tests fonctionnels", "Functional tests"),
+            Step("checks.performance", "Tests de performance", "Performance tests"),
+            Step("checks.security", "Tests de sécurité", "Security tests"),
+        ),
+    ),
+    Phase(
+        "monitoring", "Configuration monitoring", "Monitoring configuration",
+        (
+            Step("monitoring.script", "Installation du script de monitoring", "Monitoring script installation"),
+            Step("monitoring.alerts", "Configuration des alertes", "Alert configuration"),
+            Step("monitoring.alert_test", "Tests des alertes", "Alert tests"),
+        ),
+    ),
+)
+
+STEPS: tuple[Step, ...] = tuple(step for phase in PHASES for step in phase.steps)
+_BY_ID = {step.id: step for step in STEPS}
+_PHASE_BY_ID = {phase.id: phase for phase in PHASES}
+
+
+def step(step_id: str) -> Step:
+    """The catalogue entry for ``step_id``; a typo is a KeyError naming the known ids."""
+    try:
+        return _BY_ID[step_id]
+    except KeyError:
+        raise KeyError(f"unknown step {step_id!r}; known: {', '.join(_BY_ID)}") from None
+
+
+def phase(phase_id: str) -> Phase:
+    try:
+        return _PHASE_BY_ID[phase_id]
+    except KeyError:
+        raise KeyError(f"unknown phase {phase_id!r}; known: {', '.join(_PHASE_BY_ID)}") from None
+
+
+# Run tags. Prefect cannot filter runs on parameters, so everything the run
+# history is queried by (environment, release, step) is a tag.
+def env_tag(environment: str) -> str:
+    return f"env:{environment}"
+
+
+def release_tag(version: str) -> str:
+    return f"release:{version}"
+
+
+def step_tag(step_or_phase_id: str) -> str:
+    return f"step:{step_or_phase_id}"
