@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect.blocks.core import Block
+from prefect.blocks.fields import SecretDict
 from pydantic import Field, SecretStr
 
 
@@ -36,6 +37,7 @@ class SshAccess(Block):
     _description = "Deploy user, pinned host key and private key for one environment's VPS."
 
     user: str = "deploy"
+    admin_user: str | None = Field(default=None, description="sudo user of a fresh VPS, used until the deploy user exists")
     port: int = 22
     host: str | None = Field(default=None, description="address; default: the VPS IPv4 from OVH")
     host_key: str = Field(description="pinned OpenSSH public host key line")
@@ -68,7 +70,12 @@ class AlertDestinations(Block):
     _block_type_name = "TechnicIA Alert Destinations"
     _description = "Named apprise URLs (mailto://, json://, slack://...) for one environment."
 
-    destinations: dict[str, SecretStr] = Field(default_factory=dict)
+    # SecretDict, not dict[str, SecretStr]: Prefect masks a SecretDict's values in
+    # API reads, but stores a dict of SecretStr in plain text.
+    destinations: SecretDict = Field(default_factory=lambda: SecretDict({}))
+
+    def urls(self) -> dict[str, str]:
+        return dict(self.destinations.get_secret_value())
 
 
 class TechniciaEnvironment(Block):

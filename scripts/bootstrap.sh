@@ -13,6 +13,9 @@ command -v zstd >/dev/null || need_apt+=(zstd)
 command -v ssh >/dev/null || need_apt+=(openssh-client)
 command -v git >/dev/null || need_apt+=(git)
 command -v ip >/dev/null || need_apt+=(iproute2)
+# The sandbox's sample application: images from scratch need a *static* busybox; its registry.
+dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
+command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

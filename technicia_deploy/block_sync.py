@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from prefect.blocks.fields import SecretDict
 from pydantic import SecretStr
 
 from technicia_deploy import config as cfg
@@ -54,6 +55,7 @@ def wanted_blocks(project: cfg.Project, secrets: dict[str, str]) -> list:
         wanted += [
             (f"{base}-ssh", SshAccess(
                 user=env.ssh.user,
+                admin_user=env.ssh.admin_user,
                 port=env.ssh.port,
                 host=env.server.host,
                 host_key=env.ssh.host_key,
@@ -74,7 +76,7 @@ def wanted_blocks(project: cfg.Project, secrets: dict[str, str]) -> list:
                 anthropic_base_url=anthropic.base_url,
             )),
             (f"{base}-alerts", AlertDestinations(
-                destinations={a.name: secret(f"{at}.alerts[{i}].url") for i, a in enumerate(env.alerts)},
+                destinations=SecretDict({a.name: secrets[f"{at}.alerts[{i}].url"] for i, a in enumerate(env.alerts)}),
             )),
             (base, TechniciaEnvironment(
                 name=env_name,
@@ -92,7 +94,7 @@ def wanted_blocks(project: cfg.Project, secrets: dict[str, str]) -> list:
 def _plain(block) -> dict:
     """A block's fields with secrets revealed, for comparison only (never printed)."""
     def reveal(value):
-        if isinstance(value, SecretStr):
+        if isinstance(value, (SecretStr, SecretDict)):
             return value.get_secret_value()
         if isinstance(value, dict):
             return {k: reveal(v) for k, v in value.items()}

@@ -81,6 +81,8 @@ class Application(_Model):
     directory: str = Field(default="/opt/technicia", description="where the application lives on the server")
     env_file: str = Field(default=".env", description="the API-key file, relative to the checkout")
     compose_file: str = Field(default="docker-compose.yml")
+    frontend_port: int = Field(default=8080, ge=1, le=65535, description="front end, published on the server's 127.0.0.1; nginx proxies / to it")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="API, published on the server's 127.0.0.1; nginx proxies /api/ to it")
 
 
 class OvhSettings(_Model):
@@ -106,7 +108,9 @@ class ServerSpec(_Model):
 
 
 class SshSettings(_Model):
-    user: str = Field(default="deploy")
+    user: str = Field(default="deploy", description="the deploy user the pipeline creates and then uses")
+    admin_user: str | None = Field(default=None, description="the sudo user a fresh VPS is delivered with (OVH: 'ubuntu' "
+                                   "or 'debian'); used only until the deploy user exists")
     port: int = Field(default=22, ge=1, le=65535)
     host_key: str = Field(description="the server's public host key, 'ssh-ed25519 AAAA...' (pinned, never learnt)")
     private_key: SecretRef
@@ -244,12 +248,13 @@ class Project(_Model):
     ovh: OvhSettings
     environments: dict[EnvironmentName, Environment]
 
-    @model_validator(mode="after")
-    def _all_environments(self) -> "Project":
-        missing = [name for name in ENVIRONMENTS if name not in self.environments]
+    @field_validator("environments")
+    @classmethod
+    def _all_environments(cls, value: dict[str, Environment]) -> dict[str, Environment]:
+        missing = [name for name in ENVIRONMENTS if name not in value]
         if missing:
             raise ValueError(f"missing environment(s): {', '.join(missing)}")
-        return self
+        return value
 
     def environment(self, name: str) -> Environment:
         if name not in self.environments:

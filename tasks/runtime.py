@@ -1,0 +1,105 @@
+"""What the tasks of one flow run share: the environment's blocks and one SSH connection per host.
+
+Tasks receive only names (environment, project) as parameters; secrets are
+read from blocks here, inside the worker, and never become parameters or
+results. Everything is cached per flow run and released by :func:`release`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from technicia_deploy.connection import ConnectionPool, HostConnection
+
+_lock = threading.Lock()
+_pools: dict[str, ConnectionPool] = {}
+_contexts: dict[tuple[str, str, str], "EnvironmentContext"] = {}
+
+
+def _flow_run_key() -> str:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or "local")
+
+
+@dataclass
+class EnvironmentContext:
+    """One environment's configuration and credentials, loaded once per flow run."""
+
+    name: str
+    project: str
+    block: Any  # blocks.TechniciaEnvironment
+    settings: Any  # config.Environment
+    application: Any  # config.Application
+    ssh: Any  # blocks.SshAccess
+    _address: str | None = None
+
+    @property
+    def deploy_user(self) -> str:
+        return self.ssh.user
+
+    def ovh(self):
+        from technicia_deploy.ovh import OvhApi
+
+        return OvhApi.from_block(self.block.ovh())
+
+    def address(self) -> str:
+        """The server's address: declared, or the VPS's IPv4 as OVH reports it (looked up once)."""
+        if self._address is None:
+            self._address = self.ssh.host or self.settings.server.host or self.ovh().vps_ipv4(self.settings.server.ovh_service_name)
+        return self._address
+
+
+def environment(name: str, project: str = "technicia") -> EnvironmentContext:
+    from blocks import TechniciaEnvironment, environment_block_name
+    from prefect.exceptions import ObjectNotFound
+
+    key = (_flow_run_key(), project, name)
+    with _lock:
+        if key in _contexts:
+            return _contexts[key]
+    block_name = environment_block_name(project, name)
+    try:
+        block = TechniciaEnvironment.load(block_name)
+    except (ValueError, ObjectNotFound):
+        raise LookupError(
+            f"environment {name!r}: no Prefect block {block_name!r}; run `technicia-deploy blocks apply environments.yaml`"
+        ) from None
+    context = EnvironmentContext(name, project, block, block.environment(), block.app(), block.ssh())
+    with _lock:
+        return _contexts.setdefault(key, context)
+
+
+def pool() -> ConnectionPool:
+    key = _flow_run_key()
+    with _lock:
+        return _pools.setdefault(key, ConnectionPool())
+
+
+def connect(env: EnvironmentContext, user: str | None = None) -> HostConnection:
+    """The flow run's connection to the environment's server, as the deploy user unless told otherwise."""
+    return pool().get(env.address(), env.ssh.port, user or env.deploy_user, env.ssh.host_key,
+                      env.ssh.private_key.get_secret_value())
+
+
+def release() -> None:
+    """Close this flow run's connections and forget its cached blocks."""
+    key = _flow_run_key()
+    with _lock:
+        conn_pool = _pools.pop(key, None)
+        for ctx_key in [k for k in _contexts if k[0] == key]:
+            del _contexts[ctx_key]
+    if conn_pool:
+        conn_pool.close()
+
+
+def converge(conn: HostConnection, fact_command: str, parse: Callable[[str], Any],
+             operate: Callable[[Any], list[str]], *, sudo: bool = True) -> tuple[Any, list[str]]:
+    """Read facts, compute what is still needed, run it. Returns (facts, commands run)."""
+    facts = parse(conn.run(fact_command, sudo=sudo).stdout)
+    commands = operate(facts)
+    for command in commands:
+        conn.run(command, sudo=True)
+    return facts, commands

@@ -1,0 +1,138 @@
+"""Préparation du serveur: OS (OVH facts, optional rebuild, hardening), firewall, Docker."""
+
+from __future__ import annotations
+
+import time
+
+from technicia_deploy.commands import docker as docker_cmds
+from technicia_deploy.commands import firewall as firewall_cmds
+from technicia_deploy.commands import hardening
+from technicia_deploy.connection import ConnectionFailed, HostKeyMismatch, load_private_key
+
+from tasks import runtime
+from tasks.step import StepResult, outcome, tracked_step
+
+SSH_BACK_DEADLINE_S = 600.0
+
+
+def deploy_public_key(env: runtime.EnvironmentContext) -> str:
+    key = load_private_key(env.ssh.private_key.get_secret_value())
+    return f"{key.get_name()} {key.get_base64()} technicia-deploy"
+
+
+def _wait_for_ssh(env: runtime.EnvironmentContext, user: str, deadline_s: float) -> None:
+    """After a rebuild, poll until SSH answers with the pinned key (or give up at the deadline)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            runtime.connect(env, user)
+            return
+        except HostKeyMismatch:
+            raise
+        except ConnectionFailed:
+            if time.monotonic() > deadline:
+                raise
+            runtime.pool().drop(env.address(), env.ssh.port, user)
+            time.sleep(2)
+
+
+def _connect_for_hardening(env: runtime.EnvironmentContext):
+    """The deploy user if it can log in already; else the admin user a fresh VPS is delivered with."""
+    try:
+        return runtime.connect(env), False
+    except HostKeyMismatch:
+        raise
+    except ConnectionFailed as first:
+        admin = env.ssh.admin_user
+        if not admin or admin == env.deploy_user:
+            raise
+        try:
+            return runtime.connect(env, admin), True
+        except HostKeyMismatch:
+            raise
+        except ConnectionFailed:
+            raise first from None
+
+
+@tracked_step("server.os")
+def os_installation(environment: str, rebuild: bool = False, project: str = "technicia") -> StepResult:
+    """Compare the VPS with its declared spec (OVH API); rebuild only when asked; harden SSH and sudo."""
+    env = runtime.environment(environment, project)
+    spec = env.settings.server
+    api = env.ovh()
+    details = api.vps_details(spec.ovh_service_name)
+    differences = details.differences(spec)
+    changed = False
+    notes = []
+    if rebuild:
+        image = api.find_image(spec.ovh_service_name, spec.os)
+        api.rebuild_and_wait(spec.ovh_service_name, image, deploy_public_key(env))
+        runtime.pool().close()
+        _wait_for_ssh(env, env.ssh.admin_user or env.deploy_user, SSH_BACK_DEADLINE_S)
+        changed = True
+        notes.append(f"rebuilt with {spec.os}")
+
+    conn, via_admin = _connect_for_hardening(env)
+    wanted = hardening.HardeningWanted(public_key=deploy_public_key(env), user=env.deploy_user)
+    _, commands = runtime.converge(conn, hardening.fact_command(env.deploy_user),
+                                   lambda out: hardening.parse_facts(env.deploy_user, out),
+                                   lambda facts: hardening.operations(facts, wanted))
+    if via_admin:
+        # From here on every task uses the deploy user.
+        runtime.connect(env)
+    changed = changed or bool(commands)
+    if commands:
+        notes.append(f"hardening: {len(commands)} change(s)")
+    spec_note = "matches the declared spec" if not differences else "DIFFERS: " + "; ".join(differences)
+    summary = f"{details.model} {details.vcores} vCores/{details.ram_gb} GB/{details.disk_gb} GB, {details.datacentre}, " \
+              f"{details.os or 'OS unknown'}, {details.state}: {spec_note}" + (f"; {', '.join(notes)}" if notes else "")
+    return StepResult("server.os", outcome(changed), summary, {
+        "observed": {"model": details.model, "vcores": details.vcores, "ram_gb": details.ram_gb,
+                     "disk_gb": details.disk_gb, "zone": details.datacentre, "os": details.os, "state": details.state},
+        "differences": differences,
+        "commands": len(commands),
+    })
+
+
+@tracked_step("server.firewall")
+def firewall(environment: str, project: str = "technicia") -> StepResult:
+    """ufw: deny incoming, the public ports open, internal ports closed from outside despite Docker."""
+    env = runtime.environment(environment, project)
+    wanted = env.settings.firewall
+    conn = runtime.connect(env)
+    _, commands = runtime.converge(conn, firewall_cmds.fact_command(), firewall_cmds.parse_facts,
+                                   lambda facts: firewall_cmds.operations(facts, wanted, ssh_port=env.ssh.port))
+    ovh_outcome = "unchanged"
+    if wanted.ovh_network_firewall:
+        from technicia_deploy.ovh import network_firewall_rules
+
+        rules = network_firewall_rules([(r.port, r.protocol) for r in wanted.public])
+        ovh_outcome = env.ovh().ensure_firewall(env.address(), rules)
+    public = ", ".join(f"{r.port}/{r.protocol}" for r in wanted.public)
+    internal = ", ".join(f"{r.port}/{r.protocol}" for r in wanted.internal) or "none"
+    changed = bool(commands) or ovh_outcome == "changed"
+    return StepResult("server.firewall", outcome(changed),
+                      f"public {public}; internal only {internal}" + (f"; {len(commands)} rule change(s)" if commands else "")
+                      + ("; OVH network firewall updated" if ovh_outcome == "changed" else ""),
+                      {"public": [r.port for r in wanted.public], "internal": [r.port for r in wanted.internal],
+                       "commands": len(commands)})
+
+
+@tracked_step("server.docker")
+def docker_installation(environment: str, project: str = "technicia") -> StepResult:
+    """Docker engine + compose installed, running, at the required version; deploy user in the docker group."""
+    env = runtime.environment(environment, project)
+    wanted = env.settings.docker
+    conn = runtime.connect(env)
+    user = env.deploy_user
+    _, commands = runtime.converge(conn, docker_cmds.fact_command(user), docker_cmds.parse_facts,
+                                   lambda facts: docker_cmds.operations(facts, wanted, user=user))
+    facts = docker_cmds.parse_facts(conn.run(docker_cmds.fact_command(user), sudo=True).stdout)
+    if not docker_cmds.installed_version_ok(facts, wanted):
+        raise RuntimeError(f"{environment}: Docker {facts.docker_version or 'missing'} is below the required "
+                           f"{wanted.min_version} (docker.source: {wanted.source})")
+    compose = docker_cmds.compose_command(facts)
+    return StepResult("server.docker", outcome(bool(commands)),
+                      f"Docker {facts.docker_version}, {compose} {facts.compose_v2_version or facts.compose_v1_version}"
+                      + (f"; {len(commands)} change(s)" if commands else ""),
+                      {"docker": facts.docker_version, "compose": compose, "commands": len(commands)})

@@ -1,0 +1,128 @@
+"""Déploiement des services: checkout, API keys (.env), deploy command + health."""
+
+from __future__ import annotations
+
+import time
+
+from technicia_deploy import envfile
+from technicia_deploy.commands import files, release
+from technicia_deploy.connection import CommandFailed
+
+from tasks import runtime
+from tasks.step import StepResult, outcome, tracked_step
+
+HEALTH_DEADLINE_S = 180.0
+HEALTH_POLL_S = 1.0
+
+
+def layout(env: runtime.EnvironmentContext) -> release.AppLayout:
+    return release.AppLayout(env.application.directory, env.project, env.deploy_user)
+
+
+def env_file_path(env: runtime.EnvironmentContext, release_dir: str) -> str:
+    return f"{release_dir}/{env.application.env_file}"
+
+
+@tracked_step("services.clone")
+def checkout(environment: str, version: str, sha: str, project: str = "technicia") -> StepResult:
+    """The repository checked out on the server at exactly ``sha`` (resolved from ``version`` before the run)."""
+    env = runtime.environment(environment, project)
+    conn = runtime.connect(env)
+    app = layout(env)
+    release_dir = app.release_dir(version, sha)
+    facts = release.parse_checkout_facts(conn.run(release.checkout_fact_command(app, release_dir)).stdout)
+    ops = release.checkout_operations(facts, app, env.application.repository, version, sha)
+    for command, as_root in ops:
+        try:
+            conn.run(command, sudo=as_root)
+        except CommandFailed as exc:
+            if exc.exit_code == 3:
+                raise RuntimeError(f"{environment}: {version} resolved to {sha[:12]} but the server's fetch of "
+                                   f"{env.application.repository} has no such commit") from None
+            raise
+    summary = (f"{version} ({sha[:12]}) checked out in {release_dir}" if ops
+               else f"{version} ({sha[:12]}) already checked out in {release_dir}")
+    return StepResult("services.clone", outcome(bool(ops)), summary,
+                      {"version": version, "sha": sha, "release_dir": release_dir})
+
+
+@tracked_step("services.api_keys")
+def api_keys(environment: str, version: str, sha: str, project: str = "technicia") -> StepResult:
+    """The release's .env written from the environment's blocks (0600, deploy user, atomic) if it differs."""
+    env = runtime.environment(environment, project)
+    keys = env.block.api_keys()
+    smoke_summary = _smoke(environment, project)
+    conn = runtime.connect(env)
+    release_dir = layout(env).release_dir(version, sha)
+    path = env_file_path(env, release_dir)
+    text = envfile.render(keys)
+    fact = files.parse_files_facts([path], conn.run(files.files_fact_command([path]), sudo=True).stdout)[path]
+    wanted = files.WantedFile(path, text, mode=0o600, owner=env.deploy_user, group=env.deploy_user)
+    commands = files.ensure_file_from_stdin(fact, wanted)
+    for command in commands:
+        # Only a content rewrite needs the text; a metadata fix must not be fed it.
+        stdin = text if "cat > " in command else None
+        conn.run(command, sudo=True, stdin=stdin)
+    written = "written" if commands else "already up to date"
+    return StepResult("services.api_keys", outcome(bool(commands)),
+                      f".env {written} ({len(envfile.ENV_VARIABLES)} variables, sha256 {envfile.digest(text)[:12]}); {smoke_summary}",
+                      {"path": path, "sha256_prefix": envfile.digest(text)[:12]})
+
+
+def _smoke(environment: str, project: str) -> str:
+    """Run the smoke calls before the keys ship; a failing key stops the deployment here."""
+    try:
+        from tasks.api_keys import require_working_keys
+    except ImportError:  # smoke calls not installed in this build
+        return "smoke calls not available"
+    return require_working_keys(environment, project)
+
+
+@tracked_step("services.deploy", retries=0)
+def deploy(environment: str, version: str, sha: str, project: str = "technicia",
+           health_deadline_s: float = HEALTH_DEADLINE_S) -> StepResult:
+    """Run the application's deploy command unless the release already runs healthy; then wait for health."""
+    env = runtime.environment(environment, project)
+    conn = runtime.connect(env)
+    app = layout(env)
+    release_dir = app.release_dir(version, sha)
+
+    def facts() -> release.ServiceFacts:
+        return release.parse_service_facts(conn.run(release.services_fact_command(app), sudo=True).stdout)
+
+    before = facts()
+    if before.current == release_dir and before.containers and not before.unhealthy():
+        return StepResult("services.deploy", "unchanged",
+                          f"{version} already running, {len(before.containers)} services healthy",
+                          {"services": [c.service for c in before.containers], "release_dir": release_dir,
+                           "previous": before.previous})
+
+    conn.run(release.deploy_command(app, release_dir, env.application.deploy_command), as_user=env.deploy_user,
+             timeout=900)
+    after = _wait_healthy(facts, health_deadline_s)
+    if after.unhealthy() or not after.containers:
+        names = ", ".join(f"{c.service} ({c.state}/{c.health})" for c in after.unhealthy()) or "no container"
+        raise RuntimeError(f"{environment}: {version} deployed but not healthy after {health_deadline_s:.0f}s: {names}; "
+                           f"the previous release is kept in {before.current or 'none'}")
+    conn.run(release.switch_current(app, release_dir, before.current), as_user=env.deploy_user)
+    conn.run(release.prune_releases(app), as_user=env.deploy_user)
+    return StepResult("services.deploy", "changed",
+                      f"{version} deployed, {len(after.containers)} services healthy"
+                      + (f" (previous: {before.current.rsplit('/', 1)[-1]})" if before.current and before.current != release_dir else ""),
+                      {"services": [c.service for c in after.containers], "release_dir": release_dir,
+                       "previous": before.current if before.current != release_dir else before.previous})
+
+
+def _wait_healthy(read, deadline_s: float) -> release.ServiceFacts:
+    """Poll the containers until all are running and healthy, or the deadline passes."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        current = read()
+        if current.containers and not current.unhealthy():
+            return current
+        if any(c.health == "unhealthy" or c.state in ("exited", "dead") for c in current.containers) and \
+                time.monotonic() > deadline - deadline_s / 2:
+            return current  # a container that has given up will not recover by waiting longer
+        if time.monotonic() > deadline:
+            return current
+        time.sleep(HEALTH_POLL_S)

@@ -1,0 +1,417 @@
+"""The deploy flow's OVH client: a thin layer over python-ovh.
+
+What it adds to python-ovh: a timeout (python-ovh waits 180 s by default), one
+error type whose ``kind`` says what went wrong (bad credential, permission, not
+found, conflict, transient, other) and whose message names the call but never a
+key, bounded retries with backoff for transient faults only, and the idempotent
+helpers the flow needs (VPS facts, rebuild + wait, DNS record, network firewall).
+
+python-ovh only accepts endpoint *names*; a custom API URL (the sandbox
+emulator) is registered in ``ovh.client.ENDPOINTS`` under a local name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Callable, Iterable, Literal
+from urllib.parse import quote
+
+import ovh
+import ovh.client
+import ovh.exceptions as ovh_errors
+import requests
+
+Outcome = Literal["changed", "unchanged"]
+
+DEFAULT_TIMEOUT_S = 20.0
+CONNECT_TIMEOUT_S = 5.0
+MAX_BACKOFF_S = 30.0
+
+
+class OvhErrorKind(str, Enum):
+    INVALID_CREDENTIAL = "invalid credential"
+    PERMISSION = "permission denied"
+    NOT_FOUND = "not found"
+    CONFLICT = "conflict"
+    TRANSIENT = "transient failure"
+    OTHER = "error"
+
+
+class OvhError(Exception):
+    """An OVH API call failed. ``call`` is "METHOD /path"; the message never holds a key."""
+
+    def __init__(self, call: str, kind: OvhErrorKind, detail: str, status: int | None = None) -> None:
+        self.call, self.kind, self.detail, self.status = call, kind, detail, status
+        http = f"HTTP {status}: " if status else ""
+        super().__init__(f"OVH API {call}: {kind.value} ({http}{detail})")
+
+
+def _path_part(value: object) -> str:
+    """One path parameter, percent-encoded (an IP block "1.2.3.4/32" becomes "1.2.3.4%2F32")."""
+    return quote(str(value), safe="")
+
+
+def endpoint_name(endpoint: str, api_url: str | None) -> str:
+    """The python-ovh endpoint name to use; registers ``api_url`` under a local name if given."""
+    if not api_url:
+        if endpoint not in ovh.client.ENDPOINTS:
+            known = ", ".join(sorted(ovh.client.ENDPOINTS))
+            raise ValueError(f"unknown OVH endpoint {endpoint!r} (known: {known}); set api_url for a custom one")
+        return endpoint
+    name = "technicia-" + hashlib.sha1(api_url.encode()).hexdigest()[:10]
+    ovh.client.ENDPOINTS[name] = api_url.rstrip("/")
+    return name
+
+
+# --- what the flow reads and writes -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VpsDetails:
+    service_name: str
+    model: str
+    vcores: int
+    ram_gb: int
+    disk_gb: int
+    zone: str  # as OVH says it, e.g. "Region OpenStack: os-gra11"
+    datacentre: str  # the datacentre part, upper case, e.g. "GRA11"
+    state: str  # running, installing, stopped, ...
+    os: str | None  # name of the installed image, when OVH tells it
+
+    def differences(self, spec: Any) -> list[str]:
+        """What differs from the expected server (an object with model, vcores, ram_gb, disk_gb, zone)."""
+
+        def norm(text: str) -> str:
+            return re.sub(r"[\s_-]+", "-", text.strip().lower())
+
+        found = []
+        if norm(self.model) != norm(spec.model):
+            found.append(f"model is {self.model}, expected {spec.model}")
+        for name in ("vcores", "ram_gb", "disk_gb"):
+            if getattr(self, name) != getattr(spec, name):
+                found.append(f"{name} is {getattr(self, name)}, expected {getattr(spec, name)}")
+        if self.datacentre.upper() != str(spec.zone).upper():
+            found.append(f"zone is {self.datacentre}, expected {spec.zone}")
+        return found
+
+
+def _datacentre(zone: str) -> str:
+    """"Region OpenStack: os-gra11" -> "GRA11"; anything else is returned upper-cased."""
+    match = re.search(r"os-([a-z]+\d*)\s*$", zone, re.IGNORECASE)
+    return (match.group(1) if match else zone).upper()
+
+
+@dataclass(frozen=True)
+class FirewallRule:
+    """One rule of OVH's network firewall (sequence 0 is evaluated first, 19 last)."""
+
+    sequence: int
+    action: Literal["permit", "deny"]
+    protocol: str  # tcp, udp, icmp, ipv4, ...
+    port: int | None = None  # destination port (tcp/udp)
+    source: str | None = None  # an IPv4 block; None = any
+    tcp_option: str | None = None  # "established" or "syn"
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"sequence": self.sequence, "action": self.action, "protocol": self.protocol}
+        if self.port is not None:
+            body["destinationPort"] = self.port
+        if self.source:
+            body["source"] = self.source
+        if self.tcp_option:
+            body["tcpOption"] = {"option": self.tcp_option}
+        return body
+
+    @classmethod
+    def from_api(cls, rule: dict[str, Any]) -> "FirewallRule":
+        port = re.search(r"\d+", rule.get("destinationPort") or "")
+        source = rule.get("source")
+        return cls(
+            sequence=int(rule["sequence"]),
+            action=rule["action"],
+            protocol=rule["protocol"],
+            port=int(port.group()) if port else None,
+            source=None if source in (None, "any") else source,
+            tcp_option=rule.get("tcpOption") or None,
+        )
+
+
+def network_firewall_rules(public: Iterable[tuple[int, str]]) -> list[FirewallRule]:
+    """OVH network firewall rules for a VPS whose only public ports are ``public`` ((port, protocol) pairs).
+
+    Replies to the VPS's own outgoing TCP connections and ICMP are let in, the
+    public ports are open, everything else is dropped by the last rule.
+    """
+    ports = sorted(set(public))
+    if len(ports) > 17:
+        raise ValueError(f"OVH's network firewall has 20 rules; {len(ports)} public ports do not fit")
+    rules = [
+        FirewallRule(0, "permit", "tcp", tcp_option="established"),
+        FirewallRule(1, "permit", "icmp"),
+    ]
+    rules += [FirewallRule(2 + i, "permit", proto, port=port) for i, (port, proto) in enumerate(ports)]
+    rules.append(FirewallRule(19, "deny", "ipv4"))
+    return rules
+
+
+# --- the client -------------------------------------------------------------------------------
+
+
+class OvhApi:
+    def __init__(
+        self,
+        *,
+        application_key: str,
+        application_secret: str,
+        consumer_key: str,
+        endpoint: str = "ovh-eu",
+        api_url: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retries: int = 3,
+        backoff_s: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._secrets = tuple(s for s in (application_key, application_secret, consumer_key) if s)
+        self._client = ovh.Client(
+            endpoint=endpoint_name(endpoint, api_url),
+            application_key=application_key,
+            application_secret=application_secret,
+            consumer_key=consumer_key,
+            timeout=(min(CONNECT_TIMEOUT_S, timeout_s), timeout_s),
+        )
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"OvhApi({self._client._endpoint})"
+
+    @classmethod
+    def from_block(cls, block: Any, **options: Any) -> "OvhApi":
+        """From an ``OvhCredentials`` block (SecretStr fields)."""
+        return cls(
+            endpoint=block.endpoint,
+            api_url=block.api_url,
+            application_key=block.application_key.get_secret_value(),
+            application_secret=block.application_secret.get_secret_value(),
+            consumer_key=block.consumer_key.get_secret_value(),
+            **options,
+        )
+
+    # --- calls, errors, retries
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _classify(self, call: str, exc: ovh_errors.APIError) -> OvhError:
+        response = getattr(exc, "response", None)
+        status = response.status_code if response is not None else None
+        body: dict[str, Any] = {}
+        if response is not None:
+            try:
+                body = response.json() or {}
+            except ValueError:
+                body = {}
+        detail = self._scrub(str(exc.args[0]) if exc.args else type(exc).__name__)
+        if isinstance(exc, (ovh_errors.InvalidKey, ovh_errors.InvalidCredential, ovh_errors.NotCredential)):
+            kind = OvhErrorKind.INVALID_CREDENTIAL
+        elif isinstance(exc, ovh_errors.BadParametersError) and body.get("errorCode") in ("INVALID_SIGNATURE", "QUERY_TIME_OUT"):
+            # A wrong application secret only shows as a bad signature.
+            kind = OvhErrorKind.INVALID_CREDENTIAL
+        elif isinstance(exc, (ovh_errors.NotGrantedCall, ovh_errors.Forbidden)):
+            kind = OvhErrorKind.PERMISSION
+        elif isinstance(exc, ovh_errors.ResourceNotFoundError):
+            kind = OvhErrorKind.NOT_FOUND
+        elif isinstance(exc, ovh_errors.ResourceConflictError):
+            kind = OvhErrorKind.CONFLICT
+        elif isinstance(exc, (ovh_errors.HTTPError, ovh_errors.NetworkError)):
+            kind = OvhErrorKind.TRANSIENT
+            cause = exc.args[1] if len(exc.args) > 1 else None
+            detail = f"{type(cause).__name__}: connection failed or timed out" if cause is not None else "network error"
+        elif isinstance(exc, ovh_errors.InvalidResponse):
+            kind = OvhErrorKind.TRANSIENT  # a non-JSON answer comes from a proxy or gateway in trouble
+        elif status is not None and (status >= 500 or status == 429):
+            kind = OvhErrorKind.TRANSIENT
+        else:
+            kind = OvhErrorKind.OTHER
+        return OvhError(call, kind, detail, status)
+
+    @staticmethod
+    def _may_have_run(exc: ovh_errors.APIError) -> bool:
+        """A read timeout on a POST may have created something: retrying could do it twice."""
+        cause = exc.args[1] if isinstance(exc, ovh_errors.HTTPError) and len(exc.args) > 1 else None
+        return isinstance(cause, requests.exceptions.ReadTimeout)
+
+    def call(self, method: str, path: str, **params: Any) -> Any:
+        """One API call (query parameters for GET/DELETE, JSON body for POST/PUT), retried if transient."""
+        call = f"{method} {path}"
+        attempt = 0
+        while True:
+            try:
+                return getattr(self._client, method.lower())(path, **params)
+            except ovh_errors.APIError as exc:
+                error = self._classify(call, exc)
+                retry = error.kind is OvhErrorKind.TRANSIENT and attempt < self.retries
+                if method == "POST" and self._may_have_run(exc):
+                    retry = False
+                if not retry:
+                    raise error from None
+            self._sleep(min(self.backoff_s * 2**attempt, MAX_BACKOFF_S))
+            attempt += 1
+
+    # --- credentials
+
+    def check_credentials(self) -> dict[str, Any]:
+        """The consumer key's credential; raises OvhError(INVALID_CREDENTIAL) unless it is validated."""
+        credential = self.call("GET", "/auth/currentCredential")
+        if credential.get("status") != "validated":
+            raise OvhError("GET /auth/currentCredential", OvhErrorKind.INVALID_CREDENTIAL, f"credential is {credential.get('status')}")
+        return credential
+
+    # --- VPS
+
+    def vps_details(self, service_name: str) -> VpsDetails:
+        sn = _path_part(service_name)
+        vps = self.call("GET", f"/vps/{sn}")
+        try:
+            os_name = self.call("GET", f"/vps/{sn}/images/current").get("name")
+        except OvhError as error:
+            if error.kind is not OvhErrorKind.NOT_FOUND:
+                raise
+            os_name = None
+        model = vps["model"]
+        return VpsDetails(
+            service_name=service_name,
+            model=model["name"],
+            vcores=int(vps.get("vcore") or model["vcore"]),
+            ram_gb=int(model["memory"]) // 1024,
+            disk_gb=int(model["disk"]),
+            zone=vps["zone"],
+            datacentre=_datacentre(vps["zone"]),
+            state=vps["state"],
+            os=os_name,
+        )
+
+    def vps_ipv4(self, service_name: str) -> str:
+        ips = self.call("GET", f"/vps/{_path_part(service_name)}/ips")
+        ipv4 = [ip for ip in ips if ":" not in ip]
+        if not ipv4:
+            raise OvhError(f"GET /vps/{service_name}/ips", OvhErrorKind.OTHER, "the VPS has no IPv4 address")
+        return ipv4[0]
+
+    def find_image(self, service_name: str, name: str) -> str:
+        """The id of the image named ``name`` (case-insensitive) among those the VPS can be rebuilt with."""
+        sn = _path_part(service_name)
+        names = []
+        for image_id in self.call("GET", f"/vps/{sn}/images/available"):
+            image = self.call("GET", f"/vps/{sn}/images/available/{_path_part(image_id)}")
+            if image["name"].lower() == name.lower():
+                return image["id"]
+            names.append(image["name"])
+        raise OvhError(f"GET /vps/{service_name}/images/available", OvhErrorKind.NOT_FOUND, f"no image {name!r} (available: {', '.join(names)})")
+
+    def rebuild(self, service_name: str, image_id: str, public_key: str) -> int:
+        """Start reinstalling the VPS with ``image_id``, authorizing ``public_key``; returns the task id."""
+        task = self.call(
+            "POST",
+            f"/vps/{_path_part(service_name)}/rebuild",
+            imageId=image_id,
+            publicSshKey=public_key,
+            doNotSendPassword=True,
+        )
+        return int(task["id"])
+
+    def wait_task(self, service_name: str, task_id: int, timeout_s: float = 1800, poll_s: float = 5.0) -> dict[str, Any]:
+        """Poll a VPS task until it is done; OvhError if it fails or the deadline passes."""
+        path = f"/vps/{_path_part(service_name)}/tasks/{task_id}"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            task = self.call("GET", path)
+            if task["state"] == "done":
+                return task
+            if task["state"] in ("error", "cancelled"):
+                raise OvhError(f"GET {path}", OvhErrorKind.OTHER, f"task {task_id} ({task['type']}) ended {task['state']}")
+            if time.monotonic() >= deadline:
+                raise OvhError(f"GET {path}", OvhErrorKind.TRANSIENT, f"task {task_id} still {task['state']} after {timeout_s:.0f}s")
+            time.sleep(poll_s)
+
+    def rebuild_and_wait(self, service_name: str, image_id: str, public_key: str, timeout_s: float = 1800, poll_s: float = 5.0) -> dict[str, Any]:
+        return self.wait_task(service_name, self.rebuild(service_name, image_id, public_key), timeout_s, poll_s)
+
+    # --- DNS
+
+    def ensure_record(self, zone: str, subdomain: str, field_type: str, target: str, ttl: int) -> Outcome:
+        """Exactly one ``field_type`` record for ``subdomain`` pointing at ``target``; the zone is refreshed only on change."""
+        base = f"/domain/zone/{_path_part(zone)}"
+        ids = self.call("GET", f"{base}/record", fieldType=field_type, subDomain=subdomain)
+        records = [self.call("GET", f"{base}/record/{i}") for i in ids]
+        keep = next((r for r in records if r["target"] == target and r.get("ttl") == ttl), None)
+        changed = False
+        if keep is None and records:
+            keep = records[0]
+            self.call("PUT", f"{base}/record/{keep['id']}", target=target, ttl=ttl)
+            changed = True
+        elif keep is None:
+            keep = self.call("POST", f"{base}/record", fieldType=field_type, subDomain=subdomain, target=target, ttl=ttl)
+            changed = True
+        for record in records:
+            if record["id"] != keep["id"]:
+                self.call("DELETE", f"{base}/record/{record['id']}")
+                changed = True
+        if changed:
+            self.call("POST", f"{base}/refresh")
+        return "changed" if changed else "unchanged"
+
+    # --- network firewall
+
+    def ensure_firewall(self, ip: str, rules: list[FirewallRule], timeout_s: float = 120, poll_s: float = 1.0) -> Outcome:
+        """OVH's network firewall of ``ip`` holds exactly ``rules`` and is enabled.
+
+        OVH applies rule changes asynchronously (creationPending / removalPending):
+        a rule is replaced by deleting it, waiting until its sequence is free, then creating it.
+        """
+        base = f"/ip/{_path_part(ip + '/32')}/firewall"
+        on = f"{base}/{_path_part(ip)}"
+        changed = False
+        if ip not in self.call("GET", base):
+            self.call("POST", base, ipOnFirewall=ip)
+            changed = True
+        deadline = time.monotonic() + timeout_s
+        wanted = {r.sequence: r for r in rules}
+        current = {int(s): self.call("GET", f"{on}/rule/{s}") for s in self.call("GET", f"{on}/rule")}
+        freeing = set()
+        for seq, rule in current.items():
+            if rule["state"] == "removalPending":
+                freeing.add(seq)
+            elif wanted.get(seq) != FirewallRule.from_api(rule):
+                self._wait_rule_settled(on, seq, deadline, poll_s)
+                self.call("DELETE", f"{on}/rule/{seq}")
+                freeing.add(seq)
+                changed = True
+        while freeing & {int(s) for s in self.call("GET", f"{on}/rule")}:
+            self._check_deadline(f"GET {on}/rule", deadline, "rules still being removed")
+            time.sleep(poll_s)
+        for seq, rule in sorted(wanted.items()):
+            if seq in freeing or seq not in current:
+                self.call("POST", f"{on}/rule", **rule.body())
+                changed = True
+        if not self.call("GET", on)["enabled"]:
+            self.call("PUT", on, enabled=True)
+            changed = True
+        return "changed" if changed else "unchanged"
+
+    def _wait_rule_settled(self, on: str, seq: int, deadline: float, poll_s: float) -> None:
+        while self.call("GET", f"{on}/rule/{seq}")["state"] != "ok":
+            self._check_deadline(f"GET {on}/rule/{seq}", deadline, "rule still pending")
+            time.sleep(poll_s)
+
+    @staticmethod
+    def _check_deadline(call: str, deadline: float, what: str) -> None:
+        if time.monotonic() >= deadline:
+            raise OvhError(call, OvhErrorKind.TRANSIENT, what)

@@ -1,0 +1,250 @@
+"""The three VPSes (test, staging, production) as systemd containers on the sandbox network.
+
+Each looks like a fresh OVH Debian VPS: systemd as PID 1, sshd, a ``debian``
+admin user with passwordless sudo and the sandbox deploy key authorized, a
+root password set and sshd at Debian's defaults (so hardening has something
+real to change). Its ed25519 host key is generated under the state dir before
+the container exists, so environments.yaml can pin it, and survives rebuilds.
+Docker and containerd data live on volumes: overlay on overlay does not work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import secrets
+import socket
+import tarfile
+import time
+from pathlib import Path
+
+from technicia_deploy.sandbox import image, network, pki
+from technicia_deploy.sandbox.docker_engine import docker, exists, require_engine
+from technicia_deploy.sandbox.network import LABEL
+from technicia_deploy.sandbox.state import SandboxState
+
+ENVIRONMENTS = ("test", "staging", "production")
+ADMIN_USER = "debian"
+ADMIN_UID = 1000  # the first user created in the image (see image.CHROOT_SETUP)
+# Address index on the sandbox network: .1 is the host, the VPSes follow.
+IP_INDEX = {"test": 10, "staging": 11, "production": 12}
+# The offers from the seed's tracking document (production) and environments.example.yaml.
+SPECS = {
+    "test": {"model": "VPS-SSD-2", "vcores": 2, "ram_gb": 4, "disk_gb": 80},
+    "staging": {"model": "VPS-SSD-2", "vcores": 2, "ram_gb": 4, "disk_gb": 80},
+    "production": {"model": "VPS-SSD-4", "vcores": 4, "ram_gb": 8, "disk_gb": 160},
+}
+OS_NAME = "Debian 12 (bookworm)"
+ZONE = "GRA11"
+SSH_DEADLINE_S = 60.0
+
+# The flags that give a systemd VPS container with Docker inside on a daemon that refuses --privileged.
+RUN_FLAGS = (
+    # A private cgroup namespace: with cgroup v1 and the host's namespace, systemd looks for
+    # /docker/<id>/... below mount points that already are that cgroup, and cannot start.
+    "--cgroupns", "private",
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "systempaths=unconfined",
+    "--security-opt", "apparmor=unconfined", "--device-cgroup-rule", "a *:* rwm",
+    "--stop-signal", "SIGRTMIN+3",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:exec",
+    "--env", "container=docker",
+    # A VPS comes back after a host (here: Docker engine) restart.
+    "--restart", "unless-stopped",
+)
+SSHD_HOSTKEY_CONF = "# sandbox: the VPS's pinned host key (generated outside, before first boot)\nHostKey /etc/ssh/ssh_host_ed25519_key\n"
+
+
+def service_name(state: SandboxState, env: str) -> str:
+    """An OVH-shaped VPS service name, stable for a sandbox directory."""
+    return f"vps-{hashlib.sha1(f'{state.prefix}/{env}'.encode()).hexdigest()[:8]}.vps.ovh.net"
+
+
+def container_name(state: SandboxState, env: str) -> str:
+    return f"{state.prefix}-vps-{env}"
+
+
+def volume_names(state: SandboxState, env: str) -> dict[str, str]:
+    base = container_name(state, env)
+    return {f"{base}-docker": "/var/lib/docker", f"{base}-containerd": "/var/lib/containerd"}
+
+
+def host_key_path(state: SandboxState, env: str) -> Path:
+    return state.path("keys", "hosts", env, "ssh_host_ed25519_key")
+
+
+def deploy_key_path(state: SandboxState) -> Path:
+    return state.path("keys", "deploy_ed25519")
+
+
+def host_resolver(resolv_conf: str) -> str:
+    """The first nameserver of resolv.conf a container can reach (a loopback stub is not reachable from it)."""
+    for line in resolv_conf.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver" and not parts[1].startswith("127.") and parts[1] != "::1":
+            return parts[1]
+    raise RuntimeError("no non-loopback nameserver in /etc/resolv.conf: the VPSes need the host's real resolver")
+
+
+def _resolver() -> str:
+    for candidate in (Path("/etc/resolv.conf"), Path("/run/systemd/resolve/resolv.conf")):
+        try:
+            return host_resolver(candidate.read_text())
+        except (OSError, RuntimeError):
+            continue
+    return host_resolver(Path("/etc/resolv.conf").read_text())
+
+
+def first_boot_files(host_private: bytes, host_public: str, authorized_keys: list[str]) -> bytes:
+    """A tar (extracted at / with ownership kept) holding the host key, its sshd drop-in and the admin's keys."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        def add(path: str, data: bytes | None, mode: int, uid: int = 0) -> None:
+            info = tarfile.TarInfo(path)
+            info.mode, info.uid, info.gid, info.mtime = mode, uid, uid, int(time.time())
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+        add("etc/ssh/ssh_host_ed25519_key", host_private, 0o600)
+        add("etc/ssh/ssh_host_ed25519_key.pub", (host_public + "\n").encode(), 0o644)
+        add("etc/ssh/sshd_config.d/10-sandbox-hostkey.conf", SSHD_HOSTKEY_CONF.encode(), 0o644)
+        add(f"home/{ADMIN_USER}/.ssh", None, 0o700, ADMIN_UID)
+        add(f"home/{ADMIN_USER}/.ssh/authorized_keys", "".join(k.strip() + "\n" for k in authorized_keys).encode(),
+            0o600, ADMIN_UID)
+    return buf.getvalue()
+
+
+def wait_for_sshd(host: str, port: int = 22, timeout: float = SSH_DEADLINE_S, name: str = "") -> None:
+    """Poll until an SSH server banner comes back (a listening port alone may still be systemd's socket setup)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1) as conn:
+                conn.settimeout(2)
+                if conn.recv(64).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"sshd of {name or host} did not answer on {host}:{port} within {timeout:.0f}s "
+                               f"(see `docker logs {name}`)" if name else f"sshd did not answer on {host}:{port}")
+        time.sleep(0.1)
+
+
+def _create(state: SandboxState, env: str, image_name: str, authorized_keys: list[str]) -> None:
+    name = container_name(state, env)
+    net = state.data["network"]
+    ip = network.host_of(net["subnet"], IP_INDEX[env])
+    host_public = pki.ssh_keypair(host_key_path(state, env), f"root@{service_name(state, env).split('.')[0]}")
+    argv = ["create", "--name", name, "--hostname", service_name(state, env).split(".")[0],
+            "--network", net["name"], "--ip", ip, "--dns", _resolver(),
+            "--label", f"{LABEL}={state.prefix}", "--label", f"technicia.environment={env}", *RUN_FLAGS]
+    for volume, target in volume_names(state, env).items():
+        docker("volume", "create", "--label", f"{LABEL}={state.prefix}", volume)
+        argv += ["--volume", f"{volume}:{target}"]
+    docker(*argv, image_name)
+    files = first_boot_files(host_key_path(state, env).read_bytes(), host_public, authorized_keys)
+    docker("cp", "--archive", "-", f"{name}:/", input=files)
+    docker("start", name)
+    _first_boot(state, env)
+
+
+def _exec(name: str, argv: list[str], input: bytes | None = None, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            docker("exec", "-i", name, *argv, input=input)
+            return
+        except RuntimeError:
+            # Right after `docker start` an exec can race the container's init.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _first_boot(state: SandboxState, env: str) -> None:
+    """What OVH's installer does on first boot: a resolver and a random root password."""
+    name = container_name(state, env)
+    # On a user-defined network Docker writes its embedded resolver (127.0.0.11) into resolv.conf;
+    # a dockerd inside the VPS drops loopback resolvers and its containers would fall back to 8.8.8.8.
+    # A real VPS names a real resolver: the host's. (Docker leaves a resolv.conf edited this way alone.)
+    _exec(name, ["sh", "-c", "cat > /etc/resolv.conf"], input=f"nameserver {_resolver()}\n".encode())
+    # A random root password, as OVH sets one: kept under the state dir, given on stdin (never argv).
+    password = secrets.token_urlsafe(18)
+    pki.write_private(state.path("keys", f"root-password-{env}"), password.encode())
+    _exec(name, ["chpasswd"], input=f"root:{password}\n".encode())
+
+
+def _record(state: SandboxState, env: str) -> None:
+    state.data.setdefault("vps", {})[env] = {
+        "service_name": service_name(state, env),
+        "container": container_name(state, env),
+        "ip": network.host_of(state.data["network"]["subnet"], IP_INDEX[env]),
+        "host_key": " ".join(host_key_path(state, env).with_suffix(".pub").read_text().split()[:2]),
+        "admin_user": ADMIN_USER,
+        "spec": {**SPECS[env], "os": OS_NAME, "zone": ZONE},
+    }
+
+
+def _ensure_deploy_key(state: SandboxState) -> str:
+    public = pki.ssh_keypair(deploy_key_path(state), f"technicia-sandbox-deploy@{state.prefix}")
+    state.data["keys"] = {"deploy_private_key": str(deploy_key_path(state)), "deploy_public_key": public}
+    return public
+
+
+def up(state: SandboxState, log=lambda line: None) -> None:
+    require_engine()
+    image_name = image.ensure_image(log)
+    network.up(state)
+    public = _ensure_deploy_key(state)
+    for env in ENVIRONMENTS:
+        name = container_name(state, env)
+        if not exists("container", name):
+            log(f"creating VPS {env} ({name})")
+            _create(state, env, image_name, [public])
+        elif docker("inspect", "-f", "{{.State.Running}}", name).strip() != "true":
+            docker("start", name)
+        _record(state, env)
+    state.data["vps_image"] = image_name
+    state.save()
+    for env in ENVIRONMENTS:
+        wait_for_sshd(state.data["vps"][env]["ip"], name=container_name(state, env))
+
+
+def rebuild(state: SandboxState, env: str, public_ssh_key: str) -> None:
+    """Reinstall the VPS: a fresh container and fresh volumes, same IP and host key, only ``public_ssh_key`` authorized."""
+    if env not in ENVIRONMENTS:
+        raise ValueError(f"unknown environment {env!r}; known: {', '.join(ENVIRONMENTS)}")
+    image_name = state.data.get("vps_image") or image.ensure_image()
+    _remove(state, env)
+    _create(state, env, image_name, [public_ssh_key])
+    _record(state, env)
+    state.save()
+    wait_for_sshd(state.data["vps"][env]["ip"], name=container_name(state, env))
+
+
+def _remove(state: SandboxState, env: str) -> None:
+    docker("rm", "--force", "--volumes", container_name(state, env), check=False)
+    for volume in volume_names(state, env):
+        docker("volume", "rm", "--force", volume, check=False)
+
+
+def down(state: SandboxState) -> None:
+    for env in ENVIRONMENTS:
+        _remove(state, env)
+        state.path("keys", f"root-password-{env}").unlink(missing_ok=True)
+    state.data.pop("vps", None)
+    state.save()
+
+
+def status(state: SandboxState) -> list[str]:
+    lines = []
+    for env, vps in (state.data.get("vps") or {}).items():
+        running = docker("inspect", "-f", "{{.State.Status}}", vps["container"], check=False).strip() or "MISSING"
+        lines.append(f"vps {env}: {vps['ip']} {vps['service_name']} container {vps['container']} ({running}); "
+                     f"ssh {vps['admin_user']}@{vps['ip']}")
+    return lines or ["vps: none"]

@@ -1,0 +1,286 @@
+"""``sandbox up|down|status``: the whole local OVH world, in order, and its environments.yaml.
+
+Order of ``up``: vps (network + the three VPSes), ovh (OVH API emulator + DNS),
+acme (pebble), cloud (API emulators), app (sample application). ovh comes before
+acme, unlike the first sketch of the design, because pebble must be started with
+``-dnsserver`` pointing at the sandbox DNS that ovh creates (pebble resolves the
+names it validates; without it, ``*.exemple.test`` would not resolve).
+``down`` goes in reverse, then sweeps any docker object still named with the
+sandbox prefix. Every step is idempotent: ``up`` twice is harmless.
+
+After the components, ``up`` writes ``<state dir>/environments.yaml`` (secrets as
+``{file: ...}`` references only) and applies it to Prefect blocks, against
+``$PREFECT_API_URL`` or, when unset, a ``prefect server`` daemon of its own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import ModuleType
+from typing import Callable
+
+import yaml
+
+from technicia_deploy.sandbox import processes
+from technicia_deploy.sandbox.docker_engine import docker, names_with_prefix, require_engine
+from technicia_deploy.sandbox.state import SandboxState
+
+COMPONENTS = ("vps", "ovh", "acme", "cloud", "app")
+PREFECT_DAEMON = "prefect-server"
+ZONE = "exemple.test"
+# Domains mirroring the seed (test-technicia.exemple.fr ...), in the sandbox zone.
+SUBDOMAINS = {"test": "test-technicia", "staging": "staging-technicia", "production": "technicia"}
+LABELS = {"test": "VPS-TEST-XYZ", "staging": "VPS-STAGING-XYZ", "production": "VPS-PROD-XYZ"}
+# The seed's "Firewall Configuration" table.
+FIREWALL = {
+    "public": [
+        {"port": 22, "service": "SSH", "comment": "Accès administrateur"},
+        {"port": 80, "service": "HTTP", "comment": "Redirection vers HTTPS"},
+        {"port": 443, "service": "HTTPS", "comment": "Frontend + API"},
+    ],
+    "internal": [
+        {"port": 5678, "service": "n8n", "comment": "Administration des workflows (accès interne uniquement)"},
+        {"port": 6333, "service": "Qdrant API", "comment": "Base vectorielle (accès interne uniquement)"},
+    ],
+    "ovh_network_firewall": False,
+}
+HEALTH = [
+    {"name": "frontend", "url": "/"},
+    {"name": "api", "url": "/api/health"},
+    {"name": "n8n", "url": "http://127.0.0.1:5678/healthz", "from_server": True},
+    {"name": "qdrant", "url": "http://127.0.0.1:6333/readyz", "from_server": True},
+]
+# Short enough for tests, long enough to measure a p95.
+PERFORMANCE = {"concurrency": 4, "duration_s": 3, "path": "/", "min_rps": 20, "max_p95_ms": 500, "max_error_rate": 0.01}
+
+Log = Callable[[str], None]
+
+
+class SandboxIncomplete(RuntimeError):
+    """A component the sandbox needs is not available (its module or its state)."""
+
+
+def component(name: str) -> ModuleType | None:
+    """The component's module, or None if it is not part of this installation (a partial checkout)."""
+    try:
+        return importlib.import_module(f"technicia_deploy.sandbox.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"technicia_deploy.sandbox.{name}":
+            return None
+        raise
+
+
+def environments_file(state: SandboxState) -> Path:
+    return state.path("environments.yaml")
+
+
+def sandbox_config(data: dict) -> dict:
+    """environments.yaml for the sandbox, from the components' state (pure: unit-tested against config.parse)."""
+    missing = [key for key in ("vps", "keys", "ovh", "acme", "cloud", "app") if not data.get(key)]
+    if missing:
+        raise SandboxIncomplete(f"cannot write environments.yaml: no state for component(s) {', '.join(missing)}")
+    ovh, acme, keys = data["ovh"], data["acme"], data["keys"]
+    zone = ovh.get("zone", ZONE)
+    environments = {}
+    for env, vps in data["vps"].items():
+        domain = f"{SUBDOMAINS[env]}.{zone}"
+        spec = vps["spec"]
+        environments[env] = {
+            "url": f"https://{domain}",
+            "domain": domain,
+            "server": {
+                "ovh_service_name": vps["service_name"],
+                "label": LABELS[env],
+                "model": spec["model"], "vcores": spec["vcores"], "ram_gb": spec["ram_gb"], "disk_gb": spec["disk_gb"],
+                "os": spec["os"], "zone": spec["zone"],
+                # No host: the pipeline asks the OVH API for the VPS address, as it would in production.
+            },
+            "ssh": {
+                # A fresh VPS has only the image's admin user, with the deploy key authorized.
+                "user": vps["admin_user"],
+                "port": 22,
+                "host_key": vps["host_key"],
+                "private_key": {"file": keys["deploy_private_key"]},
+            },
+            "dns": {"zone": zone, "ttl": 60, "nameservers": [ovh["dns"]]},
+            "firewall": FIREWALL,
+            "tls": {"acme_server": acme["directory"], "email": f"ops@{zone}", "min_days_left": 30, "ca_bundle": acme["ca_bundle"]},
+            "docker": {"source": "distro"},
+            "health": HEALTH,
+            "performance": PERFORMANCE,
+            "alerts": [],
+            "api_keys": data["cloud"]["environments"][env]["api_keys"],
+        }
+    return {
+        "name": "technicia",
+        "application": {"repository": data["app"]["repository"]},
+        "ovh": {
+            "endpoint": ovh.get("endpoint", "ovh-eu"),
+            "api_url": ovh["api_url"],
+            "application_key": {"file": ovh["application_key_file"]},
+            "application_secret": {"file": ovh["application_secret_file"]},
+            "consumer_key": {"file": ovh["consumer_key_file"]},
+        },
+        "environments": environments,
+    }
+
+
+def write_environments(state: SandboxState) -> Path:
+    from technicia_deploy import config
+
+    document = sandbox_config(state.data)
+    path = environments_file(state)
+    config.parse(document, path)  # a sandbox that writes an invalid file is a bug: fail here, naming the field
+    header = "# Generated by `technicia-deploy sandbox up` for this sandbox; secrets are files under the state dir.\n"
+    path.write_text(header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+    return path
+
+
+# --- Prefect -----------------------------------------------------------------------------------------
+
+def _prefect_healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def prefect_up(state: SandboxState, log: Log) -> str:
+    """The Prefect API URL: $PREFECT_API_URL if set, else a server daemon of the sandbox's own."""
+    external = os.environ.get("PREFECT_API_URL")
+    if external:
+        state.data["prefect"] = {"url": external, "managed": False}
+        state.save()
+        return external
+    previous = state.data.get("prefect") or {}
+    if previous.get("managed") and processes.pid_of(state, PREFECT_DAEMON) and _prefect_healthy(previous["url"]):
+        return previous["url"]
+    processes.stop(state, PREFECT_DAEMON)
+    port = processes.free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    home = state.path("prefect")
+    home.mkdir(parents=True, exist_ok=True)
+    log(f"starting a Prefect server on 127.0.0.1:{port} (home {home})")
+    env = {
+        "PREFECT_HOME": str(home),
+        "PREFECT_UI_API_URL": url,  # or the UI looks for the API on port 4200
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    processes.start(state, PREFECT_DAEMON,
+                    [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                    env=env)
+    deadline = time.monotonic() + 120
+    while not _prefect_healthy(url):
+        if not processes.pid_of(state, PREFECT_DAEMON) or time.monotonic() > deadline:
+            raise RuntimeError(f"the Prefect server did not become healthy at {url}; see {state.logs / (PREFECT_DAEMON + '.log')}")
+        time.sleep(0.2)
+    state.data["prefect"] = {"url": url, "managed": True, "home": str(home)}
+    state.save()
+    return url
+
+
+def apply_blocks(path: Path, api_url: str) -> list:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from technicia_deploy import block_sync
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        return block_sync.apply(path)
+
+
+# --- the commands ------------------------------------------------------------------------------------
+
+def up(state: SandboxState, log: Log = lambda line: None) -> None:
+    require_engine()
+    state.dir.mkdir(parents=True, exist_ok=True)
+    skipped = []
+    for name in COMPONENTS:
+        module = component(name)
+        if module is None:
+            skipped.append(name)
+            log(f"{name}: module technicia_deploy.sandbox.{name} is not available; skipped")
+            continue
+        started = time.monotonic()
+        if name == "vps":
+            module.up(state, log=log)
+        else:
+            module.up(state)
+        log(f"{name}: up ({time.monotonic() - started:.1f}s)")
+    if skipped:
+        raise SandboxIncomplete(f"sandbox incomplete, component(s) missing: {', '.join(skipped)}; "
+                                "environments.yaml not written")
+    path = write_environments(state)
+    log(f"wrote {path}")
+    url = prefect_up(state, log)
+    changes = apply_blocks(path, url)
+    log(f"Prefect blocks at {url}: " + ", ".join(f"{c.name} {c.action}" for c in changes))
+
+
+def down(state: SandboxState, log: Log = lambda line: None) -> None:
+    """Remove everything the sandbox made, tolerating half-made state; keys and the state dir stay."""
+    errors = []
+    for name in reversed(COMPONENTS):
+        module = component(name)
+        if module is None:
+            continue
+        try:
+            module.down(state)
+            log(f"{name}: down")
+        except Exception as exc:  # keep tearing down the rest; report at the end
+            errors.append(f"{name}: {exc}")
+    if component("vps") is not None:
+        from technicia_deploy.sandbox import network
+        network.down(state)
+    if processes.stop(state, PREFECT_DAEMON):
+        log("prefect server: stopped")
+    state.data.pop("prefect", None)
+    state.save()
+    _sweep(state, log)
+    environments_file(state).unlink(missing_ok=True)
+    if errors:
+        raise RuntimeError("sandbox down left errors: " + "; ".join(errors))
+
+
+def _sweep(state: SandboxState, log: Log) -> None:
+    """Remove any docker object still carrying this sandbox's prefix (a component that crashed half-way)."""
+    try:
+        require_engine()
+    except RuntimeError:
+        return
+    for kind, remove in (("container", ["rm", "--force", "--volumes"]), ("volume", ["volume", "rm", "--force"]),
+                         ("network", ["network", "rm"])):
+        for name in names_with_prefix(kind, state.prefix):
+            docker(*remove, name, check=False)
+            log(f"removed leftover {kind} {name}")
+
+
+def status(state: SandboxState) -> list[str]:
+    lines = [f"sandbox {state.dir} (docker prefix {state.prefix})"]
+    if not state.data:
+        return lines + ["not up (`technicia-deploy sandbox up`)"]
+    from technicia_deploy.sandbox import network
+    lines += network.status(state)
+    for name in COMPONENTS:
+        module = component(name)
+        if module is None:
+            lines.append(f"{name}: not available in this installation")
+            continue
+        try:
+            lines += module.status(state)
+        except Exception as exc:
+            lines.append(f"{name}: status unavailable ({exc})")
+    prefect = state.data.get("prefect")
+    if prefect:
+        kind = "sandbox daemon" if prefect.get("managed") else "external"
+        alive = "" if not prefect.get("managed") else (" (running)" if processes.pid_of(state, PREFECT_DAEMON) else " (STOPPED)")
+        lines.append(f"prefect: {prefect['url']} ({kind}){alive}; UI {prefect['url'].removesuffix('/api')}")
+    if environments_file(state).exists():
+        lines.append(f"environments.yaml: {environments_file(state)}")
+    return lines

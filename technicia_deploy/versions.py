@@ -1,0 +1,29 @@
+"""Resolve a requested version to one commit, before any server is touched."""
+
+from __future__ import annotations
+
+import subprocess
+
+from technicia_deploy.commands.release import SHA_RE, ls_remote_command, parse_ls_remote
+
+
+class UnknownVersion(LookupError):
+    pass
+
+
+def resolve(repository: str, version: str, timeout: float = 60.0) -> str:
+    """The commit SHA that tag or branch ``version`` names in ``repository`` (a full SHA is taken as is)."""
+    if SHA_RE.fullmatch(version):
+        return version
+    try:
+        done = subprocess.run(ls_remote_command(repository, version), capture_output=True, text=True,
+                              timeout=timeout, env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"})
+    except subprocess.TimeoutExpired:
+        raise UnknownVersion(f"cannot resolve {version!r}: {repository} did not answer within {timeout:.0f}s") from None
+    if done.returncode != 0:
+        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"git exited {done.returncode}"
+        raise UnknownVersion(f"cannot resolve {version!r}: {repository}: {reason}")
+    sha = parse_ls_remote(done.stdout, version)
+    if sha is None:
+        raise UnknownVersion(f"version {version!r} does not exist in {repository} (no such tag or branch)")
+    return sha

@@ -1,0 +1,41 @@
+"""deployments.yaml registers for real against a Prefect server, with what the operators rely on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def prefect(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TECHNICIA_DEPLOY_DIR": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_deploy_file_registers_every_deployment(prefect_server):
+    pool = prefect("work-pool", "create", "technicia", "--type", "process")
+    assert pool.returncode == 0 or "already exists" in pool.stdout + pool.stderr, pool.stdout + pool.stderr
+    done = prefect("deploy", "--all", "--prefect-file", "deployments.yaml")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    deployments = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=30).json()
+    flows = {f["id"]: f["name"] for f in httpx.post(f"{prefect_server}/flows/filter", json={}, timeout=30).json()}
+    by_name = {(flows[d["flow_id"]], d["name"]): d for d in deployments}
+
+    for env in ("test", "staging", "production"):
+        d = by_name[("deploy-environment", env)]
+        assert d["parameters"]["environment"] == env
+        assert f"env:{env}" in d["tags"]
+        assert d["work_pool_name"] == "technicia"
+        # The per-environment lock: one run at a time, the next one waits.
+        assert d["global_concurrency_limit"]["limit"] == 1
+        assert d["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+        assert d["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
+        # The version is the operator's choice: required, not defaulted.
+        assert "version" in d["parameter_openapi_schema"]["required"]

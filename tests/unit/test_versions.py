@@ -1,0 +1,40 @@
+"""A version resolves to one commit through a real git remote; an unknown one fails before anything runs."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from technicia_deploy import versions
+
+
+def git(*args, cwd):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+                          env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                               "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin", "HOME": str(cwd)}).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path):
+    git("init", "-q", "-b", "main", cwd=tmp_path)
+    (tmp_path / "f").write_text("1")
+    git("add", "f", cwd=tmp_path)
+    git("commit", "-qm", "one", cwd=tmp_path)
+    git("tag", "-a", "v1.0.0", "-m", "first", cwd=tmp_path)
+    return tmp_path
+
+
+def test_annotated_tag_resolves_to_its_commit(repo):
+    assert versions.resolve(str(repo), "v1.0.0") == git("rev-parse", "HEAD", cwd=repo)
+    assert versions.resolve(str(repo), "main") == git("rev-parse", "HEAD", cwd=repo)
+
+
+def test_unknown_version_names_version_and_repository(repo):
+    with pytest.raises(versions.UnknownVersion, match=r"version 'v9.9.9' does not exist in .*no such tag or branch"):
+        versions.resolve(str(repo), "v9.9.9")
+
+
+def test_unreachable_repository_is_reported(tmp_path):
+    with pytest.raises(versions.UnknownVersion, match="cannot resolve 'v1.0.0'"):
+        versions.resolve(str(tmp_path / "missing"), "v1.0.0")
