@@ -33,3 +33,59 @@ def dns(environment: str, project: str = "technicia", deadline_s: float = DNS_DE
                       f"{settings.domain} A {address} ({'record written, ' if change == 'changed' else ''}"
                       f"answered by {len(servers)} authoritative server(s))",
                       {"domain": settings.domain, "address": address, "nameservers": [str(s) for s in servers]})
+
+
+def _certificate_wanted(env: runtime.EnvironmentContext):
+    from technicia_deploy.commands import certbot
+
+    return certbot.CertificateWanted(domain=env.settings.domain, tls=env.settings.tls)
+
+
+@tracked_step("https.certbot")
+def certbot_installation(environment: str, project: str = "technicia") -> StepResult:
+    """nginx serving the ACME challenge path, certbot installed, the ACME CA trusted, the renewal timer on."""
+    from technicia_deploy.commands import certbot
+
+    env = runtime.environment(environment, project)
+    conn = runtime.connect(env)
+    wanted_site, wanted_cert = site(env), _certificate_wanted(env)
+    _, nginx_cmds = runtime.converge(conn, nginx.fact_command(wanted_site), nginx.parse_facts,
+                                     lambda facts: nginx.operations(facts, wanted_site))
+
+    def without_obtaining(facts) -> list[str]:
+        # Obtaining is the next step's business (it is tracked on its own).
+        obtain = {certbot.obtain_command(wanted_cert, replace_existing=r) for r in (True, False)}
+        return [c for c in certbot.operations(facts, wanted_cert) if c not in obtain]
+
+    facts, certbot_cmds = runtime.converge(conn, certbot.fact_command(env.settings.domain), certbot.parse_facts,
+                                           without_obtaining)
+    commands = nginx_cmds + certbot_cmds
+    return StepResult("https.certbot", outcome(bool(commands)),
+                      f"nginx front for {env.settings.domain} and certbot in place, renewal timer on"
+                      + (f"; {len(commands)} change(s)" if commands else ""),
+                      {"commands": len(commands)})
+
+
+@tracked_step("https.certificate")
+def certificate(environment: str, project: str = "technicia") -> StepResult:
+    """A certificate for the domain from the ACME server unless a valid one with enough days left exists; then HTTPS on."""
+    from technicia_deploy.commands import certbot
+
+    env = runtime.environment(environment, project)
+    conn = runtime.connect(env)
+    wanted_cert, wanted_site = _certificate_wanted(env), site(env)
+    facts = certbot.parse_facts(conn.run(certbot.fact_command(env.settings.domain), sudo=True).stdout)
+    reasons = certbot.reasons_to_obtain(facts, wanted_cert)
+    if reasons:
+        conn.run(certbot.obtain_command(wanted_cert, replace_existing=facts.present), sudo=True, timeout=300)
+        facts = certbot.parse_facts(conn.run(certbot.fact_command(env.settings.domain), sudo=True).stdout)
+    # With the certificate present, nginx's site switches to HTTPS + redirect.
+    _, nginx_cmds = runtime.converge(conn, nginx.fact_command(wanted_site), nginx.parse_facts,
+                                     lambda f: nginx.operations(f, wanted_site))
+    changed = bool(reasons) or bool(nginx_cmds)
+    expiry = facts.not_after.strftime("%Y-%m-%d") if facts.not_after else "?"
+    summary = (f"certificate obtained ({'; '.join(reasons)})" if reasons else "valid certificate kept") + \
+              f", expires {expiry}, names {', '.join(facts.sans)}" + ("; HTTPS enabled in nginx" if nginx_cmds else "")
+    return StepResult("https.certificate", outcome(changed), summary,
+                      {"not_after": facts.not_after.isoformat() if facts.not_after else None, "sans": list(facts.sans),
+                       "acme_server": facts.acme_server, "reasons": reasons})

@@ -109,6 +109,7 @@ def apply(path: str | os.PathLike, environ: dict[str, str] | None = None) -> lis
     """Validate ``path``, resolve its secrets, then create or update the blocks that differ."""
     project = cfg.load(path)
     secrets = cfg.resolve_secrets(project, path, environ)
+    project = cfg.embed_files(project, path)
     wanted = wanted_blocks(project, secrets)
 
     from prefect.exceptions import ObjectNotFound

@@ -72,7 +72,10 @@ class SecretRef(_Model):
             raise ValueError(f"file {path} cannot be read ({exc.strerror})") from None
         if not value.strip():
             raise ValueError(f"file {path} is empty")
-        return value
+        # A one-line secret (API key, token) loses the newline editors add; a
+        # multi-line one (private key, JSON) is kept as written.
+        stripped = value.rstrip("\r\n")
+        return stripped if "\n" not in stripped else value
 
 
 class Application(_Model):
@@ -210,7 +213,9 @@ class Tls(_Model):
     acme_server: str = Field(default="https://acme-v02.api.letsencrypt.org/directory")
     email: str
     min_days_left: int = Field(default=30, ge=1)
-    ca_bundle: str | None = Field(default=None, description="PEM of an extra CA the server must trust to reach the ACME server (sandbox)")
+    ca_bundle: str | None = Field(default=None, description="an extra CA the server must trust to reach a private ACME "
+                                  "server (the sandbox's): in environments.yaml the path of a PEM file (relative to the "
+                                  "file); `blocks apply` stores the PEM itself")
 
 
 class Dns(_Model):
@@ -309,6 +314,31 @@ def load(path: str | os.PathLike) -> Project:
     if not isinstance(data, dict):
         raise ConfigError(path, [("", "expected a mapping at the top level")])
     return parse(data, path)
+
+
+def embed_files(project: Project, file: str | os.PathLike) -> Project:
+    """The project with file paths that must travel with the configuration (tls.ca_bundle) replaced by their content."""
+    base_dir = Path(file).resolve().parent
+    problems: list[tuple[str, str]] = []
+    environments = {}
+    for name, env in project.environments.items():
+        bundle = env.tls.ca_bundle
+        if bundle and not bundle.lstrip().startswith("-----BEGIN"):
+            path = Path(os.path.expanduser(bundle))
+            path = path if path.is_absolute() else base_dir / path
+            try:
+                pem = path.read_text()
+            except OSError as exc:
+                problems.append((f"environments.{name}.tls.ca_bundle", f"file {path} cannot be read ({exc.strerror})"))
+                continue
+            if "-----BEGIN CERTIFICATE-----" not in pem:
+                problems.append((f"environments.{name}.tls.ca_bundle", f"file {path} is not a PEM certificate"))
+                continue
+            env = env.model_copy(update={"tls": env.tls.model_copy(update={"ca_bundle": pem})})
+        environments[name] = env
+    if problems:
+        raise ConfigError(file, problems)
+    return project.model_copy(update={"environments": environments})
 
 
 def secret_refs(model: BaseModel, prefix: str = "") -> list[tuple[str, SecretRef]]:

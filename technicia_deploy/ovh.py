@@ -100,7 +100,7 @@ class VpsDetails:
 
 
 def _datacentre(zone: str) -> str:
-    """"Region OpenStack: os-gra11" -> "GRA11"; anything else is returned upper-cased."""
+    """ "Region OpenStack: os-gra11" -> "GRA11"; anything else is returned upper-cased."""
     match = re.search(r"os-([a-z]+\d*)\s*$", zone, re.IGNORECASE)
     return (match.group(1) if match else zone).upper()
 
@@ -221,7 +221,10 @@ class OvhApi:
         detail = self._scrub(str(exc.args[0]) if exc.args else type(exc).__name__)
         if isinstance(exc, (ovh_errors.InvalidKey, ovh_errors.InvalidCredential, ovh_errors.NotCredential)):
             kind = OvhErrorKind.INVALID_CREDENTIAL
-        elif isinstance(exc, ovh_errors.BadParametersError) and body.get("errorCode") in ("INVALID_SIGNATURE", "QUERY_TIME_OUT"):
+        elif isinstance(exc, ovh_errors.BadParametersError) and body.get("errorCode") in (
+            "INVALID_SIGNATURE",
+            "QUERY_TIME_OUT",
+        ):
             # A wrong application secret only shows as a bad signature.
             kind = OvhErrorKind.INVALID_CREDENTIAL
         elif isinstance(exc, (ovh_errors.NotGrantedCall, ovh_errors.Forbidden)):
@@ -271,7 +274,11 @@ class OvhApi:
         """The consumer key's credential; raises OvhError(INVALID_CREDENTIAL) unless it is validated."""
         credential = self.call("GET", "/auth/currentCredential")
         if credential.get("status") != "validated":
-            raise OvhError("GET /auth/currentCredential", OvhErrorKind.INVALID_CREDENTIAL, f"credential is {credential.get('status')}")
+            raise OvhError(
+                "GET /auth/currentCredential",
+                OvhErrorKind.INVALID_CREDENTIAL,
+                f"credential is {credential.get('status')}",
+            )
         return credential
 
     # --- VPS
@@ -314,7 +321,11 @@ class OvhApi:
             if image["name"].lower() == name.lower():
                 return image["id"]
             names.append(image["name"])
-        raise OvhError(f"GET /vps/{service_name}/images/available", OvhErrorKind.NOT_FOUND, f"no image {name!r} (available: {', '.join(names)})")
+        raise OvhError(
+            f"GET /vps/{service_name}/images/available",
+            OvhErrorKind.NOT_FOUND,
+            f"no image {name!r} (available: {', '.join(names)})",
+        )
 
     def rebuild(self, service_name: str, image_id: str, public_key: str) -> int:
         """Start reinstalling the VPS with ``image_id``, authorizing ``public_key``; returns the task id."""
@@ -327,7 +338,9 @@ class OvhApi:
         )
         return int(task["id"])
 
-    def wait_task(self, service_name: str, task_id: int, timeout_s: float = 1800, poll_s: float = 5.0) -> dict[str, Any]:
+    def wait_task(
+        self, service_name: str, task_id: int, timeout_s: float = 1800, poll_s: float = 5.0
+    ) -> dict[str, Any]:
         """Poll a VPS task until it is done; OvhError if it fails or the deadline passes."""
         path = f"/vps/{_path_part(service_name)}/tasks/{task_id}"
         deadline = time.monotonic() + timeout_s
@@ -336,18 +349,29 @@ class OvhApi:
             if task["state"] == "done":
                 return task
             if task["state"] in ("error", "cancelled"):
-                raise OvhError(f"GET {path}", OvhErrorKind.OTHER, f"task {task_id} ({task['type']}) ended {task['state']}")
+                raise OvhError(
+                    f"GET {path}", OvhErrorKind.OTHER, f"task {task_id} ({task['type']}) ended {task['state']}"
+                )
             if time.monotonic() >= deadline:
-                raise OvhError(f"GET {path}", OvhErrorKind.TRANSIENT, f"task {task_id} still {task['state']} after {timeout_s:.0f}s")
+                raise OvhError(
+                    f"GET {path}",
+                    OvhErrorKind.TRANSIENT,
+                    f"task {task_id} still {task['state']} after {timeout_s:.0f}s",
+                )
             time.sleep(poll_s)
 
-    def rebuild_and_wait(self, service_name: str, image_id: str, public_key: str, timeout_s: float = 1800, poll_s: float = 5.0) -> dict[str, Any]:
+    def rebuild_and_wait(
+        self, service_name: str, image_id: str, public_key: str, timeout_s: float = 1800, poll_s: float = 5.0
+    ) -> dict[str, Any]:
         return self.wait_task(service_name, self.rebuild(service_name, image_id, public_key), timeout_s, poll_s)
 
     # --- DNS
 
     def ensure_record(self, zone: str, subdomain: str, field_type: str, target: str, ttl: int) -> Outcome:
-        """Exactly one ``field_type`` record for ``subdomain`` pointing at ``target``; the zone is refreshed only on change."""
+        """Exactly one ``field_type`` record for ``subdomain`` pointing at ``target``.
+
+        The zone is refreshed (made visible in DNS) only when something changed.
+        """
         base = f"/domain/zone/{_path_part(zone)}"
         ids = self.call("GET", f"{base}/record", fieldType=field_type, subDomain=subdomain)
         records = [self.call("GET", f"{base}/record/{i}") for i in ids]
@@ -358,7 +382,9 @@ class OvhApi:
             self.call("PUT", f"{base}/record/{keep['id']}", target=target, ttl=ttl)
             changed = True
         elif keep is None:
-            keep = self.call("POST", f"{base}/record", fieldType=field_type, subDomain=subdomain, target=target, ttl=ttl)
+            keep = self.call(
+                "POST", f"{base}/record", fieldType=field_type, subDomain=subdomain, target=target, ttl=ttl
+            )
             changed = True
         for record in records:
             if record["id"] != keep["id"]:
@@ -370,7 +396,9 @@ class OvhApi:
 
     # --- network firewall
 
-    def ensure_firewall(self, ip: str, rules: list[FirewallRule], timeout_s: float = 120, poll_s: float = 1.0) -> Outcome:
+    def ensure_firewall(
+        self, ip: str, rules: list[FirewallRule], timeout_s: float = 120, poll_s: float = 1.0
+    ) -> Outcome:
         """OVH's network firewall of ``ip`` holds exactly ``rules`` and is enabled.
 
         OVH applies rule changes asynchronously (creationPending / removalPending):

@@ -24,13 +24,17 @@ def _log(line: str) -> None:
 def _up(args: argparse.Namespace) -> int:
     from technicia_deploy.sandbox import world
     from technicia_deploy.sandbox.docker_engine import DockerUnavailable
+    from technicia_deploy.sandbox.image import ImageError
 
     state = _state(args)
     started = time.monotonic()
     try:
         world.up(state, log=_log)
-    except (DockerUnavailable, world.SandboxIncomplete) as exc:
+    except (DockerUnavailable, ImageError, world.SandboxIncomplete, TimeoutError) as exc:
+        # Expected failures: the message says what is missing and where to look; no traceback.
         print(f"error: {exc}", file=sys.stderr)
+        print(f"(daemon logs: {state.logs}; `technicia-deploy sandbox up` again repairs, "
+              "`technicia-deploy sandbox down` removes what was made)", file=sys.stderr)
         return 1
     _log(f"up in {time.monotonic() - started:.0f}s")
     print("\n".join(world.status(state)))

@@ -19,7 +19,6 @@ REQUESTS_CA_BUNDLE.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 

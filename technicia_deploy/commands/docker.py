@@ -29,7 +29,7 @@ from typing import Mapping
 
 from ..config import Docker
 from .files import FileFact, WantedFile, ensure_file, file_fact_body, parse_file_section
-from .shell import APT_GET, Section, apt_install, check_unix_name, fact_script, parse_sections, parse_version, q, version_at_least
+from .shell import APT_GET, Section, apt_install, check_unix_name, fact_script, parse_sections, q, version_at_least
 
 # Docker's repository as documented on docs.docker.com (configuration data, overridable).
 DEFAULT_DOCKER_APT_URL = "https://download.docker.com/linux"
@@ -233,7 +233,6 @@ def installed_version_ok(facts: DockerFacts, wanted: Docker) -> bool:
     """For a post-check: engine present at or above the minimum, and some Compose available."""
     return (
         facts.docker_version is not None
-        and parse_version(facts.docker_version) != ()
         and version_at_least(facts.docker_version, wanted.min_version)
         and bool(facts.compose_v2_version or facts.compose_v1_version)
     )

@@ -88,7 +88,7 @@ def files_fact_command(paths: Sequence[str]) -> str:
 def parse_files_facts(paths: Sequence[str], output: str) -> dict[str, FileFact]:
     names = [f"file.{i}" for i in range(len(paths))]
     sections = parse_sections(output, names)
-    return {path: parse_file_section(path, sections[name]) for path, name in zip(paths, names)}
+    return {path: parse_file_section(path, sections[name]) for path, name in zip(paths, names, strict=True)}
 
 
 def _write_script(

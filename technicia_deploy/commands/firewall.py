@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from ..config import Firewall, PortRule
 from .files import WantedFile, write_file
-from .shell import Section, dpkg_installed_section, fact_script, parse_sections, q, apt_install
+from .shell import Section, apt_install, dpkg_installed_section, fact_script, parse_sections, q
 
 AFTER_RULES = "/etc/ufw/after.rules"
 DEFAULTS_FILE = "/etc/default/ufw"

@@ -165,8 +165,8 @@ def services_fact_command(layout: AppLayout) -> str:
     fmt = "{{.Id}} {{index .Config.Labels \"com.docker.compose.service\"}} {{.State.Status}} " \
           "{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}"
     return fact_script([
-        ("current", f"readlink -f {q(layout.current)}"),
-        ("previous", f"readlink -f {q(layout.previous)}"),
+        ("current", f"readlink {q(layout.current)}"),
+        ("previous", f"readlink {q(layout.previous)}"),
         ("containers", f"ids=$(docker ps -aq --filter label=com.docker.compose.project={q(layout.project)}) && "
                        f"if [ -n \"$ids\" ]; then docker inspect --format {q(fmt)} $ids; fi"),
     ])
@@ -204,7 +204,7 @@ def switch_current(layout: AppLayout, release_dir: str, old_current: str | None)
 def prune_releases(layout: AppLayout, keep: int = KEEP_RELEASES) -> str:
     """Remove old release dirs beyond ``keep``, never current's or previous's."""
     return (
-        f"cd {q(layout.releases)} && cur=$(readlink -f ../current); prev=$(readlink -f ../previous); "
+        f"cd {q(layout.releases)} && cur=$(readlink ../current); prev=$(readlink ../previous); "
         f"ls -1t | tail -n +{keep + 1} | while read -r r; do "
         f"[ \"$PWD/$r\" = \"$cur\" ] || [ \"$PWD/$r\" = \"$prev\" ] || rm -rf -- \"$r\"; done"
     )

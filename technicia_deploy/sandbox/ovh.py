@@ -67,8 +67,17 @@ def up(state: SandboxState) -> None:
         return
     api_port, dns_port = _ports(state)
     argv = [
-        sys.executable, "-m", "technicia_deploy.sandbox.ovh_emulator",
-        "--state", str(state.dir), "--api-port", str(api_port), "--dns-port", str(dns_port), "--zone", ZONE,
+        sys.executable,
+        "-m",
+        "technicia_deploy.sandbox.ovh_emulator",
+        "--state",
+        str(state.dir),
+        "--api-port",
+        str(api_port),
+        "--dns-port",
+        str(dns_port),
+        "--zone",
+        ZONE,
     ]
     processes.start(state, NAME, argv)
     log = state.logs / f"{NAME}.log"

@@ -147,10 +147,15 @@ def _create(state: SandboxState, env: str, image_name: str, authorized_keys: lis
         docker("volume", "create", "--label", f"{LABEL}={state.prefix}", volume)
         argv += ["--volume", f"{volume}:{target}"]
     docker(*argv, image_name)
-    files = first_boot_files(host_key_path(state, env).read_bytes(), host_public, authorized_keys)
-    docker("cp", "--archive", "-", f"{name}:/", input=files)
-    docker("start", name)
-    _first_boot(state, env)
+    try:
+        files = first_boot_files(host_key_path(state, env).read_bytes(), host_public, authorized_keys)
+        docker("cp", "--archive", "-", f"{name}:/", input=files)
+        docker("start", name)
+        _first_boot(state, env)
+    except BaseException:
+        # A half-made VPS (no keys, no password) must not be mistaken for a ready one by the next `up`.
+        _remove(state, env)
+        raise
 
 
 def _exec(name: str, argv: list[str], input: bytes | None = None, timeout: float = 30.0) -> None:
@@ -177,6 +182,12 @@ def _first_boot(state: SandboxState, env: str) -> None:
     password = secrets.token_urlsafe(18)
     pki.write_private(state.path("keys", f"root-password-{env}"), password.encode())
     _exec(name, ["chpasswd"], input=f"root:{password}\n".encode())
+    # A real VPS trusts the public CAs that sign Let's Encrypt's API and a registry's certificate;
+    # in the sandbox those are signed by the sandbox CA, so the VPS trusts it from birth (before
+    # any dockerd starts: dockerd reads the trust store once).
+    ca_cert, _ = pki.ensure_ca(state.path("pki"), f"TechnicIA sandbox CA {state.prefix}")
+    _exec(name, ["sh", "-c", "cat > /usr/local/share/ca-certificates/technicia-sandbox-ca.crt && update-ca-certificates"],
+          input=ca_cert.read_bytes())
 
 
 def _record(state: SandboxState, env: str) -> None:

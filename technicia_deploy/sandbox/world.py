@@ -101,8 +101,10 @@ def sandbox_config(data: dict) -> dict:
                 # No host: the pipeline asks the OVH API for the VPS address, as it would in production.
             },
             "ssh": {
-                # A fresh VPS has only the image's admin user, with the deploy key authorized.
-                "user": vps["admin_user"],
+                # A fresh VPS has only the image's admin user, with the deploy key authorized;
+                # the pipeline's OS step creates the deploy user through it, then uses only that.
+                "user": "deploy",
+                "admin_user": vps["admin_user"],
                 "port": 22,
                 "host_key": vps["host_key"],
                 "private_key": {"file": keys["deploy_private_key"]},
@@ -266,7 +268,10 @@ def status(state: SandboxState) -> list[str]:
     if not state.data:
         return lines + ["not up (`technicia-deploy sandbox up`)"]
     from technicia_deploy.sandbox import network
-    lines += network.status(state)
+    try:
+        lines += network.status(state)
+    except (OSError, RuntimeError) as exc:  # no docker command / engine: say so, show the rest
+        lines.append(f"network: status unavailable ({exc})")
     for name in COMPONENTS:
         module = component(name)
         if module is None:

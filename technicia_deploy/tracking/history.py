@@ -499,12 +499,17 @@ def _with_env(record: TaskRunRecord, env: str | None) -> TaskRunRecord:
 
 def read_environment_blocks(client: Any) -> tuple[EnvironmentSpec, ...]:
     """Environment settings from the TechniciaEnvironment blocks (``blocks apply`` wrote them); () if none."""
+    import httpx
     from prefect.exceptions import ObjectNotFound
 
     try:
         documents = client.read_block_documents_by_type("technicia-environment", include_secrets=False)
     except ObjectNotFound:
         return ()
+    except httpx.HTTPStatusError as exc:  # the block type was never registered
+        if exc.response.status_code == 404:
+            return ()
+        raise
     found: dict[str, EnvironmentSpec] = {}
     for doc in documents:
         data = doc.data or {}

@@ -38,7 +38,7 @@ class Problem:
 
 
 def problem_id(task_run_id: str) -> str:
-    return "P-" + task_run_id.replace("-", "")[:8].lower()
+    return "P-" + task_run_id.replace("-", "")[-8:].lower()
 
 
 def normalise_id(text: str) -> str:

@@ -102,7 +102,6 @@ def wait_for_steps(client: Any, flow_run_id: str, step_ids: Iterable[str] = (), 
         )) if r is not None]
         final = {r.step_id for r in records if r.state_type in FINAL_STATES}
         if wanted <= final and all(r.state_type in FINAL_STATES for r in records):
-            _log.warning("DEBUG settled in %.2f", timeout - (deadline - time.monotonic()))
             return
         if time.monotonic() >= deadline:
             _log.warning("tracking: states of flow run %s not settled after %.0f s; publishing as is", flow_run_id, timeout)

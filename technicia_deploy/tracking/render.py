@@ -52,8 +52,11 @@ def _parse_time(value: Any) -> datetime | None:
         return value
     if not value:
         return None
+    text = str(value).strip()
+    if text.endswith(" UTC"):  # tasks/api_keys.py writes '2025-03-24 10:00:00 UTC'
+        text = text[:-4] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
@@ -376,17 +379,21 @@ def service_id(name: Any) -> str:
 
 
 def key_status(status: Any, t: Labels) -> str:
-    text = str(status or "").lower()
+    """The smoke call's status in words; 'invalid' is tested before anything that 'valid' could match."""
+    text = str(status or "").strip().lower()
+    if text in ("ok", "valid", "success", "passed", "pass"):
+        return t("key_ok")
     for needles, key in (
-        (("ok", "valid", "success", "pass"), "key_ok"),
         (("quota", "spend"), "key_quota"),
         (("rate",), "key_rate_limited"),
         (("forbidden", "permission", "denied"), "key_forbidden"),
         (("invalid", "unauthor", "auth", "revoked"), "key_invalid"),
         (("unreach", "timeout", "connect", "network"), "key_unreachable"),
+        (("transient",), "key_transient"),
+        (("misconfigured",), "key_misconfigured"),
         (("missing", "not_configured", "absent"), "key_not_configured"),
     ):
-        if (text in needles) or any(n in text for n in needles if len(n) > 3):
+        if any(n in text for n in needles):
             return t(key)
     return f"{t('key_error')} ({cell(status, 40)})" if text else t("key_not_checked")
 
@@ -406,17 +413,28 @@ def section_api_keys(ix: _Index, t: Labels) -> list[str]:
         for env in envs:
             row = smoke[env].get(sid)
             if row is None:
-                rows.append([t.get(f"svc_{sid}", sid), t.env(env), t("key_not_checked"), "-", "-", "-"])
+                rows.append([t.get(f"svc_{sid}", sid), t.env(env), t("key_not_checked"), "-", "-", "-", "-"])
                 continue
             latency = row.get("latency_ms")
+            checked = _parse_time(row.get("checked_at"))
             rows.append([
                 t.get(f"svc_{sid}", sid), t.env(env), key_status(row.get("status"), t),
-                t.datetime(_parse_time(row.get("checked_at"))) if _parse_time(row.get("checked_at")) else cell(row.get("checked_at")),
+                t.datetime(checked) if checked else cell(row.get("checked_at")),
                 f"{float(latency):.0f} ms" if _is_number(latency) else "-",
-                cell(row.get("fingerprint"), 24),
+                cell(row.get("key_fingerprint") or row.get("fingerprint"), 24),
+                _key_comment(row),
             ])
-    headers = [t("col_service"), t("col_env"), t("col_status"), t("col_checked"), t("col_latency"), t("col_fingerprint")]
+    headers = [t("col_service"), t("col_env"), t("col_status"), t("col_checked"), t("col_latency"), t("col_fingerprint"),
+               t("col_comments")]
     return [f"## {t('api_keys')}", "", *table(headers, rows), ""]
+
+
+def _key_comment(row: dict) -> str:
+    """What went wrong and its fix, or the quota headroom the service reported."""
+    if str(row.get("status", "")).lower() != "ok":
+        return "; ".join(str(x) for x in (row.get("detail"), row.get("fix")) if x) or "-"
+    quota = row.get("quota_headroom")
+    return str(quota) if quota and quota != "not reported" else "-"
 
 
 def _is_number(value: Any) -> bool:
@@ -516,10 +534,12 @@ def _note_dns(ix: _Index, t: Labels) -> str:
     changed = [task for task in done if parse_step_message(task.message)[0] == "changed"]
     dns = max(changed, key=lambda x: _time(x.end)) if changed else min(done, key=lambda x: _time(x.end))
     dns_time = dns.end or dns.when or ix.history.now
-    went_live = [r for r in ix.by_env.get("production", ()) if r.state_type == "COMPLETED" and _time(r.end) >= dns_time]
-    if went_live:
-        ref_run = min(went_live, key=lambda r: _time(r.end))
-        ref_time, ref_text = ref_run.start or ref_run.when or dns_time, t("ref_deploy", when=t.datetime(ref_run.start))
+    # Measured against the latest production deployment that ran with this DNS configuration
+    # (the very run that changed it counts: 0 h), else against now (a deployment still to come).
+    since = [r for r in ix.by_env.get("production", ()) if r.start is not None and (r.end is None or r.end >= dns_time)]
+    if since:
+        ref_run = since[0]
+        ref_time, ref_text = ref_run.start, t("ref_deploy", when=t.datetime(ref_run.start))
     else:
         ref_time, ref_text = ix.history.now, t("ref_now")
     hours = max(0, int((ref_time - dns_time).total_seconds() // 3600))

@@ -112,7 +112,10 @@ def test_persistent_5xx_gives_up_after_the_retries(emulator, sleeps):
 
 
 def test_connection_refused_is_transient(sleeps):
-    closed = SimpleNamespace(api_url=f"http://127.0.0.1:{free_port()}/1.0", keys=SimpleNamespace(application_key="a" * 16, application_secret="s" * 32, consumer_key="c" * 32))
+    closed = SimpleNamespace(
+        api_url=f"http://127.0.0.1:{free_port()}/1.0",
+        keys=SimpleNamespace(application_key="a" * 16, application_secret="s" * 32, consumer_key="c" * 32),
+    )
     with pytest.raises(OvhError) as caught:
         make_api(closed, sleeps, retries=1).vps_ipv4(TEST_VPS)
     assert caught.value.kind is OvhErrorKind.TRANSIENT
@@ -163,7 +166,9 @@ def test_failed_rebuild_task_is_an_error(tmp_path):
     try:
         api = make_api(emu)
         with pytest.raises(OvhError, match="ended error"):
-            api.rebuild_and_wait(TEST_VPS, api.find_image(TEST_VPS, "Debian 12"), "ssh-ed25519 AAAAk", timeout_s=10, poll_s=0.02)
+            api.rebuild_and_wait(
+                TEST_VPS, api.find_image(TEST_VPS, "Debian 12"), "ssh-ed25519 AAAAk", timeout_s=10, poll_s=0.02
+            )
     finally:
         emu.stop()
 
@@ -237,11 +242,15 @@ def test_ensure_firewall_mirrors_the_rules(emulator):
 
     base = "/ip/10.99.0.11%2F32/firewall/10.99.0.11"
     assert api.call("GET", base)["enabled"] is True
-    assert [FirewallRule.from_api(api.call("GET", f"{base}/rule/{s}")) for s in api.call("GET", f"{base}/rule")] == rules
+    assert [
+        FirewallRule.from_api(api.call("GET", f"{base}/rule/{s}")) for s in api.call("GET", f"{base}/rule")
+    ] == rules
 
     fewer = network_firewall_rules([(22, "tcp"), (443, "tcp")])  # port 80 closed: sequences shift
     assert api.ensure_firewall("10.99.0.11", fewer, timeout_s=5, poll_s=0.01) == "changed"
-    assert [FirewallRule.from_api(api.call("GET", f"{base}/rule/{s}")) for s in api.call("GET", f"{base}/rule")] == fewer
+    assert [
+        FirewallRule.from_api(api.call("GET", f"{base}/rule/{s}")) for s in api.call("GET", f"{base}/rule")
+    ] == fewer
     assert api.ensure_firewall("10.99.0.11", fewer, timeout_s=5, poll_s=0.01) == "unchanged"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +36,16 @@ def main(argv: list[str] | None = None) -> None:
     def rebuild(env: str, public_key: str) -> None:
         from technicia_deploy.sandbox import vps  # heavy (Docker SDK) and written separately: load on first use
 
+        # Its subprocesses (docker) must not inherit the blocked stop signals. A stop during a
+        # rebuild then ends the process at once, which leaves the task unfinished (error on restart).
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         vps.rebuild(SandboxState.load(state_dir), env, public_key)
 
+    # Block the stop signals before any thread exists (threads inherit the mask): the kernel may
+    # hand a process signal to any thread, and a Python handler would then not wake a main thread
+    # blocked in a wait. The main thread takes them synchronously with sigwait() below.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     token_file = files.admin_token_file(state_dir)
     emulator = Emulator(
         files.data_dir(state_dir),
@@ -52,11 +59,11 @@ def main(argv: list[str] | None = None) -> None:
         admin_token=token_file.read_text().strip() if token_file.exists() else None,
         settle_s=args.settle_s,
     ).start()
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
-    logging.getLogger("ovh_emulator").info("API on %s, DNS on %s:%d (zone %s)", emulator.api_url, args.host, emulator.dns_port, args.zone)
-    stopping.wait()
+    logging.getLogger("ovh_emulator").info(
+        "API on %s, DNS on %s:%d (zone %s)", emulator.api_url, args.host, emulator.dns_port, args.zone
+    )
+    received = signal.sigwait(stop_signals)
+    logging.getLogger("ovh_emulator").info("stopping on %s", signal.Signals(received).name)
     emulator.stop()
 
 

@@ -21,7 +21,25 @@ from technicia_deploy.sandbox.ovh_emulator import errors
 if TYPE_CHECKING:
     from technicia_deploy.sandbox.ovh_emulator.server import Emulator
 
-RECORD_TYPES = {"A", "AAAA", "CAA", "CNAME", "DKIM", "DMARC", "DNAME", "LOC", "MX", "NAPTR", "NS", "PTR", "SPF", "SRV", "SSHFP", "TLSA", "TXT"}
+RECORD_TYPES = {
+    "A",
+    "AAAA",
+    "CAA",
+    "CNAME",
+    "DKIM",
+    "DMARC",
+    "DNAME",
+    "LOC",
+    "MX",
+    "NAPTR",
+    "NS",
+    "PTR",
+    "SPF",
+    "SRV",
+    "SSHFP",
+    "TLSA",
+    "TXT",
+}
 FIREWALL_ACTIONS = {"deny", "permit"}
 FIREWALL_PROTOCOLS = {"ah", "esp", "gre", "icmp", "ipv4", "tcp", "udp"}
 TCP_OPTIONS = {"established", "syn"}
@@ -167,7 +185,14 @@ def vps_rebuild(emu: "Emulator", req: Request) -> dict[str, Any]:
             raise errors.conflict(f"A task is already in progress on this VPS (task {busy[0]['id']})")
         task_id = data["next_task_id"]
         data["next_task_id"] += 1
-        task = {"id": task_id, "date": _now_iso(), "progress": 0, "state": "todo", "type": "reinstallVm", "serviceName": sn}
+        task = {
+            "id": task_id,
+            "date": _now_iso(),
+            "progress": 0,
+            "state": "todo",
+            "type": "reinstallVm",
+            "serviceName": sn,
+        }
         data["tasks"][str(task_id)] = task
         answer = _public_task(task)
     threading.Thread(
@@ -464,7 +489,9 @@ def _rule(emu: "Emulator", data: dict[str, Any], req: Request) -> tuple[dict[str
     firewall = _firewall(emu, data, block, req.params["ipOnFirewall"])
     rule = firewall["rules"].get(req.params["sequence"])
     if rule is None:
-        raise errors.object_not_found(ip=block, ipOnFirewall=req.params["ipOnFirewall"], sequence=req.params["sequence"])
+        raise errors.object_not_found(
+            ip=block, ipOnFirewall=req.params["ipOnFirewall"], sequence=req.params["sequence"]
+        )
     return firewall, rule
 
 

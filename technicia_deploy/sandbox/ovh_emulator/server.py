@@ -74,7 +74,12 @@ class Emulator:
                     record_id = data["next_record_id"]
                     data["next_record_id"] += 1
                     zone["records"][str(record_id)] = {
-                        "fieldType": kind, "id": record_id, "subDomain": sub, "target": target, "ttl": 0, "zone": self.zone,
+                        "fieldType": kind,
+                        "id": record_id,
+                        "subDomain": sub,
+                        "target": target,
+                        "ttl": 0,
+                        "zone": self.zone,
                     }
                 zone["published"] = [dict(r) for r in zone["records"].values()]
             # A task cut short by a restart cannot finish any more.
@@ -108,7 +113,9 @@ class Emulator:
 
     def start(self) -> "Emulator":
         self.dns.start()
-        thread = threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": POLL_S}, name="ovh-api", daemon=True)
+        thread = threading.Thread(
+            target=self.http.serve_forever, kwargs={"poll_interval": POLL_S}, name="ovh-api", daemon=True
+        )
         thread.start()
         self._threads.append(thread)
         return self
@@ -124,10 +131,14 @@ class Emulator:
         with self.store.change() as data:
             self._credential(data, consumer_key, rules, status)
 
-    def inject_fault(self, path: str, status: int | None = 503, count: int = 1, method: str | None = None, delay_s: float = 0) -> None:
+    def inject_fault(
+        self, path: str, status: int | None = 503, count: int = 1, method: str | None = None, delay_s: float = 0
+    ) -> None:
         """The next ``count`` requests whose API path starts with ``path`` answer ``status`` (after ``delay_s``)."""
         with self.store.change() as data:
-            data["faults"].append({"path": path, "status": status, "count": count, "method": method, "delay_s": delay_s})
+            data["faults"].append(
+                {"path": path, "status": status, "count": count, "method": method, "delay_s": delay_s}
+            )
 
     def clear_faults(self) -> None:
         with self.store.change() as data:
@@ -146,7 +157,7 @@ class Emulator:
     # --- request handling
 
     def handle_api(self, method: str, url: str, raw_path: str, query: str, headers: Any, body: str) -> Any:
-        path = raw_path[len(API_PREFIX):]
+        path = raw_path[len(API_PREFIX) :]
         fault = self._take_fault(method, path)
         if fault:
             time.sleep(fault["delay_s"])
@@ -178,13 +189,21 @@ class Emulator:
         if not self.admin_token or not hmac.compare_digest(token, self.admin_token):
             raise errors.not_found("Got an invalid (or empty) URL")
         payload = json.loads(body) if body else {}
-        action = path[len(ADMIN_PREFIX):]
+        action = path[len(ADMIN_PREFIX) :]
         if (method, action) == ("POST", "faults"):
-            self.inject_fault(payload["path"], payload.get("status", 503), payload.get("count", 1), payload.get("method"), payload.get("delay_s", 0))
+            self.inject_fault(
+                payload["path"],
+                payload.get("status", 503),
+                payload.get("count", 1),
+                payload.get("method"),
+                payload.get("delay_s", 0),
+            )
         elif (method, action) == ("DELETE", "faults"):
             self.clear_faults()
         elif (method, action) == ("POST", "credentials"):
-            self.add_credential(payload["consumerKey"], payload.get("rules", auth.ALL_RULES), payload.get("status", "validated"))
+            self.add_credential(
+                payload["consumerKey"], payload.get("rules", auth.ALL_RULES), payload.get("status", "validated")
+            )
         else:
             raise errors.not_found("Unknown admin action")
         return None

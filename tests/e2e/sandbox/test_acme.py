@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from technicia_deploy.sandbox import world
+from technicia_deploy.sandbox import vps, world
 
 pytestmark = pytest.mark.e2e
 
@@ -69,7 +69,5 @@ def test_certbot_on_a_vps_gets_a_certificate_from_pebble(sandbox):
     finally:
         client.delete(f"/domain/zone/{zone}/record/{record['id']}")
         client.post(f"/domain/zone/{zone}/refresh")
-        # Leave the VPS as fresh as it was: the pipeline installs certbot itself.
-        vps_exec(container, "DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq certbot >/dev/null; "
-                            "apt-get autoremove -y -qq --purge >/dev/null; rm -rf /etc/letsencrypt /var/lib/letsencrypt "
-                            "/usr/local/share/ca-certificates/technicia-sandbox.crt; update-ca-certificates --fresh >/dev/null")
+        # Leave the VPS as fresh as it was (the pipeline installs certbot itself): reinstall it, as OVH would.
+        vps.rebuild(sandbox, env, sandbox.data["keys"]["deploy_public_key"])

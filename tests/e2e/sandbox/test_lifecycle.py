@@ -45,3 +45,15 @@ def test_up_is_idempotent_and_down_removes_everything(tmp_path):
     finally:
         world.down(state)
         docker("volume", "rm", bystander, check=False)
+
+
+def test_up_again_on_the_session_sandbox_changes_nothing(sandbox):
+    """The whole world: a second `up` recreates no VPS, rewrites the same environments.yaml, saves no block."""
+    ids = container_ids(sandbox)
+    written = world.environments_file(sandbox).read_text()
+    world.up(sandbox)
+    assert container_ids(sandbox) == ids
+    assert world.environments_file(sandbox).read_text() == written
+    from technicia_deploy.block_sync import apply
+
+    assert {change.action for change in apply(world.environments_file(sandbox))} == {"unchanged"}

@@ -36,7 +36,9 @@ def ssh(address: str, host_key_line: str, key_path: str) -> paramiko.SSHClient:
     kind, blob = host_key_line.split()[:2]
     client.get_host_keys().add(address, kind, paramiko.PKey.from_type_string(kind, base64.b64decode(blob)))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(address, username="debian", key_filename=key_path, look_for_keys=False, allow_agent=False, timeout=10)
+    client.connect(
+        address, username="debian", key_filename=key_path, look_for_keys=False, allow_agent=False, timeout=10
+    )
     return client
 
 
@@ -67,7 +69,9 @@ def test_rebuild_task_runs_to_done_and_the_vps_answers_ssh_again(sandbox):
     api = ovh_api(sandbox)
     image = api.find_image(server["service_name"], server["spec"]["os"])
     # The deploy key again: the session's other tests expect it authorized.
-    task = api.rebuild_and_wait(server["service_name"], image, sandbox.data["keys"]["deploy_public_key"], timeout_s=300, poll_s=1)
+    task = api.rebuild_and_wait(
+        server["service_name"], image, sandbox.data["keys"]["deploy_public_key"], timeout_s=300, poll_s=1
+    )
     assert task["state"] == "done" and task["type"] == "reinstallVm"
     assert api.vps_details(server["service_name"]).state == "running"
 

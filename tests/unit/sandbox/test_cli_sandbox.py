@@ -25,3 +25,13 @@ def test_status_of_a_sandbox_never_brought_up(tmp_path, capsys):
 
     assert main(["sandbox", "status", "--dir", str(tmp_path / "sbx")]) == 0
     assert "not up" in capsys.readouterr().out
+
+
+def test_up_without_docker_says_what_is_missing_and_makes_nothing(tmp_path, monkeypatch, capsys):
+    from technicia_deploy.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    assert main(["sandbox", "up", "--dir", str(tmp_path / "sbx")]) == 1
+    err = capsys.readouterr().err
+    assert "apt-get install docker.io" in err and "make bootstrap" in err
+    assert "Traceback" not in err

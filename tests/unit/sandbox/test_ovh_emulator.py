@@ -179,7 +179,11 @@ def test_call_outside_the_credential_rules_is_not_granted(emulator):
 
 
 def test_unsigned_request_must_login_first(emulator):
-    answer = requests.get(emulator.api_url + "/vps/vps-test.vps.ovh.net", headers={"X-Ovh-Application": emulator.keys.application_key}, timeout=5)
+    answer = requests.get(
+        emulator.api_url + "/vps/vps-test.vps.ovh.net",
+        headers={"X-Ovh-Application": emulator.keys.application_key},
+        timeout=5,
+    )
     assert answer.status_code == 403
     assert answer.json()["errorCode"] == "NOT_CREDENTIAL"
 
@@ -225,7 +229,9 @@ def test_rebuild_task_goes_todo_doing_done(emulator, fake_rebuild):
     api = client(emulator)
     sn = "vps-test.vps.ovh.net"
     image = _image_id(api, sn, "Ubuntu 22.04")
-    task = api.post(f"/vps/{sn}/rebuild", imageId=image, publicSshKey="ssh-ed25519 AAAAnewkey deploy", doNotSendPassword=True)
+    task = api.post(
+        f"/vps/{sn}/rebuild", imageId=image, publicSshKey="ssh-ed25519 AAAAnewkey deploy", doNotSendPassword=True
+    )
     assert task["state"] == "todo" and task["type"] == "reinstallVm"
     wait_for(lambda: api.get(f"/vps/{sn}/tasks/{task['id']}")["state"] == "doing")
     assert api.get(f"/vps/{sn}")["state"] == "installing"
@@ -283,7 +289,7 @@ def test_record_filters_and_types(emulator):
     api, resolve = client(emulator), resolver(emulator)
     zone = "/domain/zone/exemple.test"
     txt = api.post(f"{zone}/record", fieldType="TXT", subDomain="www", target='"hello world"')
-    cname = api.post(f"{zone}/record", fieldType="CNAME", subDomain="api", target="www")
+    api.post(f"{zone}/record", fieldType="CNAME", subDomain="api", target="www")
     a = api.post(f"{zone}/record", fieldType="A", subDomain="www", target="10.99.0.11")
     assert api.get(f"{zone}/record", fieldType="TXT", subDomain="www") == [txt["id"]]
     assert api.get(f"{zone}/record", subDomain="www") == sorted([txt["id"], a["id"]])
@@ -319,7 +325,9 @@ def test_state_survives_a_restart(tmp_path):
     try:
         assert client(second).get(f"/domain/zone/exemple.test/record/{record['id']}")["target"] == "10.99.0.12"
         assert resolver(second)("kept.exemple.test", "A") == ["10.99.0.12"]
-        new = client(second).post("/domain/zone/exemple.test/record", fieldType="A", subDomain="new", target="10.99.0.12")
+        new = client(second).post(
+            "/domain/zone/exemple.test/record", fieldType="A", subDomain="new", target="10.99.0.12"
+        )
         assert new["id"] > record["id"]
     finally:
         second.stop()
@@ -368,7 +376,9 @@ def test_injected_fault_answers_then_clears(emulator):
 def test_admin_route_needs_the_token(emulator):
     base = emulator.api_url.rsplit("/1.0", 1)[0] + "/_emulator/faults"
     assert requests.post(base, json={"path": "/vps/", "status": 500}, timeout=5).status_code == 404
-    ok = requests.post(base, json={"path": "/vps/", "status": 500}, headers={"X-Emulator-Admin": ADMIN_TOKEN}, timeout=5)
+    ok = requests.post(
+        base, json={"path": "/vps/", "status": 500}, headers={"X-Emulator-Admin": ADMIN_TOKEN}, timeout=5
+    )
     assert ok.status_code == 200
     with pytest.raises(ovh.exceptions.APIError):
         client(emulator).get("/vps/vps-test.vps.ovh.net")

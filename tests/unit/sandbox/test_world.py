@@ -44,7 +44,8 @@ def test_generated_configuration_is_valid_and_points_at_the_sandbox(tmp_path):
     test = project.environment("test")
     assert test.domain == "test-technicia.exemple.test" and test.url == "https://test-technicia.exemple.test"
     assert project.environment("production").domain == "technicia.exemple.test"
-    assert test.ssh.host_key == HOST_KEY and test.ssh.user == "debian"
+    assert test.ssh.host_key == HOST_KEY
+    assert (test.ssh.user, test.ssh.admin_user) == ("deploy", "debian")
     assert test.ssh.private_key.file == str(tmp_path / "deploy")
     assert test.tls.acme_server == "https://10.213.1.1:14000/dir" and test.tls.ca_bundle == str(tmp_path / "ca.pem")
     assert test.dns.nameservers == ["127.0.0.1:53535"]

@@ -8,7 +8,10 @@ API exactly as ``technicia-deploy report`` does.
 
 from __future__ import annotations
 
+import os
+import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,9 @@ from technicia_deploy.steps import PHASES, env_tag, step_tag
 from technicia_deploy.tracking.publish import DOCUMENT_KEY, DOCUMENT_KEY_EN, progress_key
 
 SHA = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
+# Other tests share the session's Prefect server: our releases and errors carry a marker of their own.
+MARK = uuid.uuid4().hex[:8]
+V1, V2 = f"v1-{MARK}", f"v2-{MARK}"
 
 
 def _flows():
@@ -26,7 +32,7 @@ def _flows():
     def make_step(step_id: str):
         def run(environment: str, fail: bool) -> object:
             if fail:
-                raise RuntimeError(f"{step_id} broke on {environment}")
+                raise RuntimeError(f"{step_id} broke on {environment} [{MARK}]")
             if step_id == "services.clone":
                 publish.record_commit(SHA)
                 return publish.step_completed({"step": step_id, "outcome": "changed", "summary": f"checked out {SHA[:12]}", "details": {}})
@@ -52,11 +58,11 @@ def _flows():
     def smoke(environment: str) -> None:
         from prefect.artifacts import create_table_artifact
 
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")  # as tasks/api_keys.py writes it
         create_table_artifact(
             [
-                {"service": s, "environment": environment, "status": "ok", "latency_ms": 42.0 + i,
-                 "fingerprint": f"sha256:{i}f00", "checked_at": now}
+                {"service": s, "environment": environment, "status": "ok", "latency_ms": 42.0 + i, "quota_headroom": "not reported",
+                 "key_fingerprint": f"sha256:{i}f00", "checked_at": now}
                 for i, s in enumerate(("documentai", "vision", "voyageai", "anthropic"))
             ],
             key=f"api-keys-{environment}",
@@ -88,10 +94,10 @@ def deployed(prefect_server):
     assert spec("test").url == "https://test-technicia.exemple.fr"
 
     with pytest.raises(RuntimeError, match="server.firewall broke"):
-        deploy("test", "v1", "alice", fail_step="server.firewall")
+        deploy("test", V1, "alice", fail_step="server.firewall")
     with get_client(sync_client=True) as client:
         first = _history(client)
-    deploy("test", "v2", "bob")
+    deploy("test", V2, "bob")
     smoke("test")
     with get_client(sync_client=True) as client:
         # A scheduled maintenance run, as a deployment's schedule would create it.
@@ -100,18 +106,25 @@ def deployed(prefect_server):
             state=Scheduled(scheduled_time=datetime.now(timezone.utc) + timedelta(days=2)),
         )
         second = _history(client)
+    record_to = os.environ.get("TECHNICIA_RECORD_HISTORY")
+    if record_to:  # refresh the recorded histories the offline tests use
+        Path(record_to, "server_failed_v1.json").write_text(first.to_json())
+        Path(record_to, "server_resolved_v2.json").write_text(second.to_json())
     return first, second
 
 
 def _history(client):
-    from technicia_deploy.tracking.history import read_history
+    """The history as `report` reads it, limited to the test environment (the one these runs deploy)."""
+    from technicia_deploy.tracking.history import read_environment_blocks, read_history
 
-    return read_history(client)
+    return read_history(client, environments=tuple(e for e in read_environment_blocks(client) if e.name == "test"))
 
 
 def _problem_rows(document: str) -> list[list[str]]:
+    """Problem rows opened by this module's runs."""
     section = document.split("## Problèmes Rencontrés", 1)[1].split("\n## ", 1)[0]
-    return [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| P-")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| P-") and f"[{MARK}]" in line]
 
 
 def _row(document: str, label: str, after: str) -> list[str]:
@@ -128,7 +141,7 @@ def test_failed_step_is_blocked_with_its_error_and_becomes_a_problem(deployed):
     process = "## Processus de Déploiement - Environnement de Test"
     row = _row(document, "- Configuration Firewall", process)
     assert row[1] == "Bloqué"
-    assert "RuntimeError: server.firewall broke on test" in row[5]
+    assert f"RuntimeError: server.firewall broke on test [{MARK}]" in row[5]
     assert row[4] == "alice"
     assert _row(document, "- Installation OS", process)[1] == "Complété"
     assert "(inchangé) server.os ok" in _row(document, "- Installation OS", process)[5]
@@ -151,11 +164,11 @@ def test_successful_rerun_resolves_the_problem_and_fills_the_document(deployed):
     cells = rows[0]
     assert cells[3] == "Résolu"
     assert cells[5] != "-"
-    assert "release v2" in cells[6]
+    assert f"release {V2}" in cells[6]
     env_row = _row(document, "Test", "## Environnements")
     assert env_row[1] == "Déployé"
     assert env_row[2] == "https://test-technicia.exemple.fr" and env_row[3] == "VPS-TEST-XYZ"
-    assert env_row[4] == f"v2 ({SHA[:12]})"
+    assert env_row[4] == f"{V2} ({SHA[:12]})"
     process = "## Processus de Déploiement - Environnement de Test"
     for phase in PHASES:
         assert _row(document, f"**{phase.fr}**", process)[1] == "Complété"
@@ -179,16 +192,22 @@ def test_published_artifacts_follow_the_run(deployed):
                     any_=[DOCUMENT_KEY, DOCUMENT_KEY_EN, progress_key("test")])),
             )
         }
+        ours = [r.id for r in client.read_flow_runs(
+            flow_run_filter=F.FlowRunFilter(tags=F.FlowRunFilterTags(any_=[f"release:{V1}", f"release:{V2}"])), limit=10,
+        )]
         versions = client.read_artifacts(
-            artifact_filter=F.ArtifactFilter(key=F.ArtifactFilterKey(any_=[DOCUMENT_KEY])), limit=200,
+            artifact_filter=F.ArtifactFilter(key=F.ArtifactFilterKey(any_=[DOCUMENT_KEY]),
+                                             flow_run_id=F.ArtifactFilterFlowRunId(any_=ours)),
+            limit=200,
         )
-    # The final publication of the successful run is the latest version, with the run's final state.
-    assert "**État global :** Complété" in latest[DOCUMENT_KEY].data
-    assert "**Overall status:** Completed" in latest[DOCUMENT_KEY_EN].data
+    # The successful run's end hook published last: its final state is in the latest version.
+    latest_fr, latest_en = latest[DOCUMENT_KEY].data, latest[DOCUMENT_KEY_EN].data
+    assert f"release {V2} · Completed · opérateur bob" in latest_fr
+    assert "| **Monitoring configuration** | Completed |" in latest_en
     assert float(latest[progress_key("test")].data) == 100.0
-    # One version per phase end plus the end hook: the history of the document.
-    assert len(versions) >= len(PHASES) + 2
-    assert any("Bloqué" in v.data for v in versions)
+    # Versions: the failed run's end, then each phase end and the end of the successful run.
+    assert len(versions) == 1 + len(PHASES) + 1
+    assert sum(f"release {V1} · Failed" in v.data for v in versions) == 1
 
 
 def test_problem_note_is_shown_beside_the_problem(deployed, capsys):
@@ -199,7 +218,7 @@ def test_problem_note_is_shown_beside_the_problem(deployed, capsys):
     from technicia_deploy.tracking.render import problems, render
 
     _, second = deployed
-    pid = problems(second)[0].id
+    [pid] = [p.id for p in problems(second) if MARK in p.error]
     assert main(["problem", "note", pid.lower(), "Rule order fixed in ufw before.rules", "--by", "carol"]) == 0
     assert main(["problem", "note", "P-00000000", "nothing"]) == 2
     assert "no problem P-00000000" in capsys.readouterr().err

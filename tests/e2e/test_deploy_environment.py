@@ -1,0 +1,203 @@
+"""deploy-environment against the sandbox: a real VPS container, real sshd/ufw/Docker/nginx/certbot, pebble, OVH + DNS.
+
+The tests in this module run in order on the sandbox's test environment: first deployment from a fresh VPS,
+the same deployment again (nothing changes), the next release (only the service steps change). The failure
+cases use the staging environment and check that the server is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+
+import httpx
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+GOOD, NEXT = "v1.0.0", "v1.1.0"
+SERVICE_STEPS = {"services.clone", "services.api_keys", "services.deploy"}
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def run_deploy(environment: str, version: str, **kwargs):
+    from flows.deploy_environment import deploy_environment
+
+    return deploy_environment(environment=environment, version=version, operator="e2e", return_state=True, **kwargs)
+
+
+def step_states(flow_state) -> dict[str, tuple[str, str]]:
+    """{step id: (state type, message)} of the flow run's task runs."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_state.state_details.flow_run_id])))
+    return {run.name: (run.state.type.value, run.state.message or "") for run in runs}
+
+
+def vps_exec(container: str, command: str) -> str:
+    done = subprocess.run(["docker", "exec", container, "bash", "-c", command], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def server_snapshot(container: str) -> dict[str, str]:
+    """What a deployment may change on the server, condensed (for 'changes nothing' checks)."""
+    return {
+        "containers": vps_exec(container, "docker ps -q --no-trunc 2>/dev/null | sort || true"),
+        "env": vps_exec(container, "stat -c '%Y %a %U' /opt/technicia/current/.env 2>/dev/null || echo none"),
+        "ufw": vps_exec(container, "ufw status verbose 2>/dev/null; cat /etc/ufw/user.rules /etc/ufw/after.rules 2>/dev/null | sha256sum"),
+        "cert": vps_exec(container, "sha256sum /etc/letsencrypt/live/*/cert.pem 2>/dev/null || echo none"),
+        "users": vps_exec(container, "getent passwd deploy || echo none; ls /etc/sudoers.d /etc/ssh/sshd_config.d"),
+        "releases": vps_exec(container, "ls -l /opt/technicia 2>/dev/null; ls /opt/technicia/releases 2>/dev/null || true"),
+    }
+
+
+def environment(sandbox, name: str) -> dict:
+    return yaml.safe_load(sandbox.path("environments.yaml").read_text())["environments"][name]
+
+
+def open_from_outside(ip: str, port: int) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+# -- the happy path, in order -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def first_deployment(sandbox):
+    state = run_deploy("test", GOOD)
+    assert state.is_completed(), state.message
+    return state
+
+
+def test_first_deployment_serves_https_behind_the_firewall(sandbox, first_deployment):
+    env = environment(sandbox, "test")
+    vps = sandbox.data["vps"]["test"]
+    ip, domain = vps["ip"], env["domain"]
+    steps = step_states(first_deployment)
+    assert all(kind == "COMPLETED" for kind, _ in steps.values()), steps
+    assert steps["services.deploy"][1].startswith("changed: v1.0.0 deployed")
+
+    # HTTPS answers with a certificate chaining to the sandbox ACME root, for the domain.
+    context = ssl.create_default_context(cafile=sandbox.data["acme"]["issuer_roots"])
+    with socket.create_connection((ip, 443), timeout=5) as raw, context.wrap_socket(raw, server_hostname=domain) as tls:
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    transport = httpx.HTTPTransport(verify=context)
+    with httpx.Client(transport=transport, timeout=10) as client:
+        page = client.get(f"https://{ip}/", headers={"Host": domain}, extensions={"sni_hostname": domain})
+        assert page.status_code == 200
+        health = client.get(f"https://{ip}/api/health", headers={"Host": domain}, extensions={"sni_hostname": domain})
+        assert health.json()["version"].lstrip("v") == GOOD.lstrip("v")
+    redirect = httpx.get(f"http://{ip}/", headers={"Host": domain}, follow_redirects=False, timeout=10)
+    assert redirect.status_code in (301, 308) and redirect.headers["location"].startswith(f"https://{domain}")
+
+    # The firewall, probed from outside: public ports open, internal ones closed while healthy inside.
+    for port in (22, 80, 443):
+        assert open_from_outside(ip, port), port
+    for port in (5678, 6333):
+        assert not open_from_outside(ip, port), f"port {port} reachable from outside"
+    inside = vps_exec(vps["container"], "curl -fsS http://127.0.0.1:5678/healthz && curl -fsS http://127.0.0.1:6333/readyz")
+    assert inside
+
+
+def test_second_run_changes_nothing(sandbox, first_deployment):
+    container = sandbox.data["vps"]["test"]["container"]
+    before = server_snapshot(container)
+    state = run_deploy("test", GOOD)
+    assert state.is_completed(), state.message
+    steps = step_states(state)
+    assert {s: m.split(":")[0] for s, (_, m) in steps.items()} == {s: "unchanged" for s in steps}, steps
+    assert server_snapshot(container) == before
+
+
+def test_next_release_changes_only_the_service_steps(sandbox, first_deployment):
+    container = sandbox.data["vps"]["test"]["container"]
+    before = server_snapshot(container)
+    state = run_deploy("test", NEXT)
+    assert state.is_completed(), state.message
+    changed = {s for s, (_, m) in step_states(state).items() if m.startswith("changed")}
+    assert changed == SERVICE_STEPS
+    after = server_snapshot(container)
+    assert after["ufw"] == before["ufw"] and after["cert"] == before["cert"] and after["users"] == before["users"]
+    assert after["containers"] != before["containers"]
+    assert "previous -> /opt/technicia/releases/v1.0.0-" in after["releases"]
+
+
+# -- failures leave the server as it was --------------------------------------------------------
+@pytest.fixture(scope="module")
+def staging_prepared(sandbox):
+    state = run_deploy("staging", GOOD)
+    assert state.is_completed(), state.message
+    return sandbox.data["vps"]["staging"]["container"]
+
+
+def test_unknown_version_fails_before_any_step(sandbox, staging_prepared):
+    before = server_snapshot(staging_prepared)
+    state = run_deploy("staging", "v9.9.9")
+    assert state.is_failed()
+    assert "version 'v9.9.9' does not exist" in state.message
+    assert step_states(state) == {}
+    assert server_snapshot(staging_prepared) == before
+
+
+def test_wrong_host_key_refuses_to_connect(sandbox, staging_prepared):
+    from blocks import SshAccess
+
+    before = server_snapshot(staging_prepared)
+    ssh = SshAccess.load("technicia-staging-ssh")
+    original = ssh.host_key
+    other = sandbox.data["vps"]["test"]["host_key"]
+    ssh.host_key = other
+    ssh.save("technicia-staging-ssh", overwrite=True)
+    try:
+        state = run_deploy("staging", GOOD)
+    finally:
+        ssh.host_key = original
+        ssh.save("technicia-staging-ssh", overwrite=True)
+    assert state.is_failed()
+    messages = " ".join(m for _, m in step_states(state).values())
+    assert "refusing to connect" in messages and "host key" in messages
+    assert server_snapshot(staging_prepared) == before
+
+
+def test_missing_secret_fails_before_any_step(sandbox, staging_prepared):
+    from blocks import CloudApiKeys
+
+    before = server_snapshot(staging_prepared)
+    keys = CloudApiKeys.load("technicia-staging-api-keys")
+    saved = keys.anthropic_api_key
+    keys.anthropic_api_key = ""
+    keys.save("technicia-staging-api-keys", overwrite=True)
+    try:
+        state = run_deploy("staging", GOOD)
+    finally:
+        keys.anthropic_api_key = saved
+        keys.save("technicia-staging-api-keys", overwrite=True)
+    assert state.is_failed()
+    assert "secret 'anthropic_api_key' of block 'technicia-staging-api-keys' is empty" in state.message
+    assert step_states(state) == {}
+    assert server_snapshot(staging_prepared) == before
+
+
+def test_unreachable_server_is_named(sandbox, staging_prepared):
+    from blocks import SshAccess
+    from technicia_deploy.sandbox.processes import free_port
+
+    ssh = SshAccess.load("technicia-staging-ssh")
+    port = free_port()  # nothing listens there
+    ssh.host, ssh.port = "127.0.0.1", port
+    ssh.save("technicia-staging-ssh", overwrite=True)
+    try:
+        state = run_deploy("staging", GOOD)
+    finally:
+        ssh.host, ssh.port = None, 22
+        ssh.save("technicia-staging-ssh", overwrite=True)
+    assert state.is_failed()
+    messages = " ".join(m for _, m in step_states(state).values())
+    assert f"cannot reach 127.0.0.1:{port} over SSH" in messages
