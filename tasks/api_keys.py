@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from technicia_deploy import cloud
 
@@ -93,12 +94,15 @@ def require_working_keys(environment: str, project: str = "technicia", message: 
     return f"{len(results)} API keys passed their smoke calls (slowest {slowest:.0f} ms)"
 
 
-@task(name="check-api-keys", task_run_name="check-api-keys-{environment}")
+# NO_CACHE: a smoke call proves the key works now. With result persistence on, the default policy
+# would hand back the earlier verdict to a second call in the same flow run (e.g. a flow re-run
+# from the top after a suspend) instead of calling the services again.
+@task(name="check-api-keys", task_run_name="check-api-keys-{environment}", cache_policy=NO_CACHE)
 def check_api_keys(environment: str, project: str = "technicia", message: bool = False, timeout: float = 20.0) -> list[dict[str, Any]]:
     return smoke_environment(environment, load_api_keys(environment, project), message=message, timeout=timeout)
 
 
-@task(name="verify-api-keys", task_run_name="verify-api-keys-{environment}")
+@task(name="verify-api-keys", task_run_name="verify-api-keys-{environment}", cache_policy=NO_CACHE)
 def verify_api_keys(environment: str, project: str = "technicia", message: bool = False, timeout: float = 20.0) -> list[dict[str, Any]]:
     """A task of its own for the same gate: fails (ApiKeysRejected) unless every key passed its smoke call."""
     results = smoke_environment(environment, load_api_keys(environment, project), message=message, timeout=timeout)

@@ -6,7 +6,7 @@ import time
 
 from technicia_deploy.commands import docker as docker_cmds
 from technicia_deploy.commands import firewall as firewall_cmds
-from technicia_deploy.commands import hardening
+from technicia_deploy.commands import hardening, system
 from technicia_deploy.connection import ConnectionFailed, HostKeyMismatch, load_private_key
 
 from tasks import runtime
@@ -54,6 +54,23 @@ def _connect_for_hardening(env: runtime.EnvironmentContext):
             raise first from None
 
 
+def publish_server_facts(environment: str, env: runtime.EnvironmentContext, ovh_view, server_view) -> None:
+    """The 'Configuration du serveur' table: what OVH says beside what the server says (raw values)."""
+    from prefect.artifacts import create_table_artifact
+
+    rows = [
+        {"parameter": "model", "ovh": ovh_view.model, "server": ""},
+        {"parameter": "vcores", "ovh": ovh_view.vcores, "server": server_view.vcores},
+        {"parameter": "ram_gb", "ovh": ovh_view.ram_gb, "server": server_view.ram_gb},
+        {"parameter": "disk_gb", "ovh": ovh_view.disk_gb, "server": server_view.disk_gb},
+        {"parameter": "os", "ovh": ovh_view.os or "", "server": server_view.os or ""},
+        {"parameter": "zone", "ovh": ovh_view.datacentre, "server": ""},
+        {"parameter": "ip", "ovh": env.address(), "server": ""},
+        {"parameter": "domain", "ovh": "", "server": env.settings.domain},
+    ]
+    create_table_artifact(rows, key=f"server-{environment}", description=f"{environment}: server as OVH and the server report it")
+
+
 @tracked_step("server.os")
 def os_installation(environment: str, rebuild: bool = False, project: str = "technicia") -> StepResult:
     """Compare the VPS with its declared spec (OVH API); rebuild only when asked; harden SSH and sudo."""
@@ -79,7 +96,9 @@ def os_installation(environment: str, rebuild: bool = False, project: str = "tec
                                    lambda facts: hardening.operations(facts, wanted))
     if via_admin:
         # From here on every task uses the deploy user.
-        runtime.connect(env)
+        conn = runtime.connect(env)
+    observed = system.parse_facts(conn.run(system.fact_command()).stdout)
+    publish_server_facts(environment, env, details, observed)
     changed = changed or bool(commands)
     if commands:
         notes.append(f"hardening: {len(commands)} change(s)")
@@ -90,6 +109,7 @@ def os_installation(environment: str, rebuild: bool = False, project: str = "tec
         "observed": {"model": details.model, "vcores": details.vcores, "ram_gb": details.ram_gb,
                      "disk_gb": details.disk_gb, "zone": details.datacentre, "os": details.os, "state": details.state},
         "differences": differences,
+        "server_reports": {"vcores": observed.vcores, "ram_gb": observed.ram_gb, "disk_gb": observed.disk_gb, "os": observed.os},
         "commands": len(commands),
     })
 

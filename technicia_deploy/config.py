@@ -216,6 +216,9 @@ class Tls(_Model):
     ca_bundle: str | None = Field(default=None, description="an extra CA the server must trust to reach a private ACME "
                                   "server (the sandbox's): in environments.yaml the path of a PEM file (relative to the "
                                   "file); `blocks apply` stores the PEM itself")
+    issuer_ca: str | None = Field(default=None, description="the root CA that issues the site's certificate when it is "
+                                  "not publicly trusted (the sandbox's pebble): the post-deployment checks and the "
+                                  "monitoring verify the served chain against it; a PEM file path, stored as PEM like ca_bundle")
 
 
 class Dns(_Model):
@@ -317,24 +320,26 @@ def load(path: str | os.PathLike) -> Project:
 
 
 def embed_files(project: Project, file: str | os.PathLike) -> Project:
-    """The project with file paths that must travel with the configuration (tls.ca_bundle) replaced by their content."""
+    """The project with file paths that must travel with the configuration (tls.ca_bundle, tls.issuer_ca) replaced by their content."""
     base_dir = Path(file).resolve().parent
     problems: list[tuple[str, str]] = []
     environments = {}
     for name, env in project.environments.items():
-        bundle = env.tls.ca_bundle
-        if bundle and not bundle.lstrip().startswith("-----BEGIN"):
+        for field in ("ca_bundle", "issuer_ca"):
+            bundle = getattr(env.tls, field)
+            if not bundle or bundle.lstrip().startswith("-----BEGIN"):
+                continue
             path = Path(os.path.expanduser(bundle))
             path = path if path.is_absolute() else base_dir / path
             try:
                 pem = path.read_text()
             except OSError as exc:
-                problems.append((f"environments.{name}.tls.ca_bundle", f"file {path} cannot be read ({exc.strerror})"))
+                problems.append((f"environments.{name}.tls.{field}", f"file {path} cannot be read ({exc.strerror})"))
                 continue
             if "-----BEGIN CERTIFICATE-----" not in pem:
-                problems.append((f"environments.{name}.tls.ca_bundle", f"file {path} is not a PEM certificate"))
+                problems.append((f"environments.{name}.tls.{field}", f"file {path} is not a PEM certificate"))
                 continue
-            env = env.model_copy(update={"tls": env.tls.model_copy(update={"ca_bundle": pem})})
+            env = env.model_copy(update={"tls": env.tls.model_copy(update={field: pem})})
         environments[name] = env
     if problems:
         raise ConfigError(file, problems)

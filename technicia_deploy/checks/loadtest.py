@@ -6,7 +6,9 @@ p50/p95/p99 are exact, not histogram estimates. A non-2xx/3xx status, a
 timeout or a dropped connection is an error. The generator works on raw
 asyncio protocols rather than an HTTP client library: per request it does one
 ``write`` and an incremental parse of the answer, which keeps its ceiling far
-above what one VPS serves (see docs/benchmarks.md, "Load generator ceiling").
+above what one VPS serves (see docs/benchmarks.md, "Load generator ceiling"),
+and the generator reports its own CPU use (``generator_busy``) so a run where
+it, not the server, was saturated is flagged instead of trusted.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class LoadResult:
     statuses: dict[int, int]
     error_kinds: dict[str, int]
     concurrency: int
+    generator_busy: float = 0.0  # CPU time of the generator / wall time: near 1.0, it was the bottleneck
 
     def metrics(self) -> dict[str, float]:
         return {"requests_per_s": self.requests_per_s, "p50_ms": self.p50_ms, "p95_ms": self.p95_ms,
@@ -216,10 +219,12 @@ async def run_async(target: Target, path: str, concurrency: int, duration_s: flo
     request = (f"GET {path} HTTP/1.1\r\nHost: {target.domain}\r\nUser-Agent: technicia-deploy-loadtest\r\n"
                "Accept: */*\r\n\r\n").encode()
     stats = _Stats()
+    cpu_started = time.thread_time()  # the event loop runs in this thread: its CPU time is the generator's
     started = time.perf_counter()
     deadline = started + duration_s
     await asyncio.gather(*(_worker(target, request, context, stats, deadline) for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    busy = (time.thread_time() - cpu_started) / elapsed if elapsed > 0 else 0.0
     latencies = sorted(stats.latencies_ms)
     completed = len(latencies)
     transport_errors = sum(n for kind, n in stats.errors.items() if not kind.startswith("HTTP "))
@@ -231,6 +236,7 @@ async def run_async(target: Target, path: str, concurrency: int, duration_s: flo
         p50_ms=percentile(latencies, 50), p95_ms=percentile(latencies, 95), p99_ms=percentile(latencies, 99),
         error_rate=errors / attempts if attempts else 1.0,
         statuses=dict(stats.statuses), error_kinds=dict(stats.errors), concurrency=concurrency,
+        generator_busy=busy,
     )
 
 

@@ -45,15 +45,28 @@ def _environments(config: str | None):
     return environments_from_project(cfg.load(config))
 
 
+def _unreachable(exc: Exception) -> int:
+    from prefect.settings import PREFECT_API_URL
+
+    where = PREFECT_API_URL.value() or "the local (ephemeral) Prefect database"
+    print(f"error: the Prefect API at {where} did not answer ({type(exc).__name__}: {exc}); "
+          "start it or set PREFECT_API_URL", file=sys.stderr)
+    return 1
+
+
 def _report(args: argparse.Namespace) -> int:
+    import httpx
     from prefect import get_client
 
     from technicia_deploy.tracking.history import read_history
     from technicia_deploy.tracking.render import render
 
     environments = _environments(args.config)
-    with get_client(sync_client=True) as client:
-        history = read_history(client, environments=environments, max_runs=args.max_runs)
+    try:
+        with get_client(sync_client=True) as client:
+            history = read_history(client, environments=environments, max_runs=args.max_runs)
+    except httpx.TransportError as exc:
+        return _unreachable(exc)
     document = render(history, args.lang)
     if args.output:
         Path(args.output).write_text(document, encoding="utf-8")
@@ -64,6 +77,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _note(args: argparse.Namespace) -> int:
+    import httpx
+
     from technicia_deploy.tracking.notes import add_note
 
     try:
@@ -71,5 +86,7 @@ def _note(args: argparse.Namespace) -> int:
     except (ValueError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except httpx.TransportError as exc:
+        return _unreachable(exc)
     print(f"{problem}: note added")
     return 0

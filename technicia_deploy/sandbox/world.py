@@ -1,7 +1,8 @@
 """``sandbox up|down|status``: the whole local OVH world, in order, and its environments.yaml.
 
 Order of ``up``: vps (network + the three VPSes), ovh (OVH API emulator + DNS),
-acme (pebble), cloud (API emulators), app (sample application). ovh comes before
+acme (pebble), cloud (API emulators), app (sample application), receiver (where
+alerts land: webhook + SMTP on the gateway, see ``receiver``). ovh comes before
 acme, unlike the first sketch of the design, because pebble must be started with
 ``-dnsserver`` pointing at the sandbox DNS that ovh creates (pebble resolves the
 names it validates; without it, ``*.exemple.test`` would not resolve).
@@ -30,7 +31,7 @@ from technicia_deploy.sandbox import processes
 from technicia_deploy.sandbox.docker_engine import docker, names_with_prefix, require_engine
 from technicia_deploy.sandbox.state import SandboxState
 
-COMPONENTS = ("vps", "ovh", "acme", "cloud", "app")
+COMPONENTS = ("vps", "ovh", "acme", "cloud", "app", "receiver")
 PREFECT_DAEMON = "prefect-server"
 ZONE = "exemple.test"
 # Domains mirroring the seed (test-technicia.exemple.fr ...), in the sandbox zone.
@@ -54,6 +55,8 @@ HEALTH = [
     {"name": "api", "url": "/api/health"},
     {"name": "n8n", "url": "http://127.0.0.1:5678/healthz", "from_server": True},
     {"name": "qdrant", "url": "http://127.0.0.1:6333/readyz", "from_server": True},
+    # A real request through the stack (nginx -> API -> Qdrant), not only a health probe.
+    {"name": "api-request", "url": "/api/ask?q=sandbox%20check"},
 ]
 # Short enough for tests, long enough to measure a p95.
 PERFORMANCE = {"concurrency": 4, "duration_s": 3, "path": "/", "min_rps": 20, "max_p95_ms": 500, "max_error_rate": 0.01}
@@ -111,11 +114,14 @@ def sandbox_config(data: dict) -> dict:
             },
             "dns": {"zone": zone, "ttl": 60, "nameservers": [ovh["dns"]]},
             "firewall": FIREWALL,
-            "tls": {"acme_server": acme["directory"], "email": f"ops@{zone}", "min_days_left": 30, "ca_bundle": acme["ca_bundle"]},
+            "tls": {"acme_server": acme["directory"], "email": f"ops@{zone}", "min_days_left": 30, "ca_bundle": acme["ca_bundle"],
+                    # pebble's issuing root: the checks and the monitoring verify the site's chain against it.
+                    **({"issuer_ca": acme["issuer_roots"]} if acme.get("issuer_roots") else {})},
             "docker": {"source": "distro"},
             "health": HEALTH,
             "performance": PERFORMANCE,
-            "alerts": [],
+            # The receiver component's webhook + SMTP destinations (secret files under the state dir).
+            "alerts": (data.get("receiver") or {}).get("destinations", {}).get(env, []),
             "api_keys": data["cloud"]["environments"][env]["api_keys"],
         }
     return {

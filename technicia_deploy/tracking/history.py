@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -492,8 +492,6 @@ def _sort_time(value: datetime | None) -> datetime:
 
 
 def _with_env(record: TaskRunRecord, env: str | None) -> TaskRunRecord:
-    from dataclasses import replace
-
     return replace(record, environment=env)
 
 

@@ -140,14 +140,19 @@ def _update_progress(flow_run_id: str, history) -> None:
         update_progress_artifact(artifact_id, progress(history, flow_run_id))
 
 
-def phase_ended(environment: str, phase_id: str) -> None:
-    """After each phase: wait for its steps to be recorded, then update progress and the document."""
+def phase_ended(environment: str, phase_id: str, ran: Iterable[str] | None = None) -> None:
+    """After each phase: wait for its steps to be recorded, then update progress and the document.
+
+    ``ran``: the step ids the flow actually ran in this phase (default: all of the phase's
+    catalogue steps). A step listed here but never run would make this wait its full deadline.
+    """
     from prefect import get_client
 
     phase = catalogue_phase(phase_id)
+    wanted = [s.id for s in phase.steps] if ran is None else list(ran)
     run_id = _current_flow_run_id()
     with get_client(sync_client=True) as client:
-        wait_for_steps(client, run_id, [s.id for s in phase.steps])
+        wait_for_steps(client, run_id, wanted)
         history = publish_document(client)
     _update_progress(run_id, history)
     _log.info("tracking: document published after phase %s (%s)", phase.id, environment)

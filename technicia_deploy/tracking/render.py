@@ -332,6 +332,8 @@ def _observation(row: dict | None, exposure: str, t: Labels) -> str:
     expected_open = exposure == "public"
     if seen in ("open", "closed", "filtered") and (seen == "open") != expected_open:
         text += f" {t('fw_mismatch')}"
+    if row.get("finding"):  # the security test's own verdict on this port (technicia_deploy/checks/security.py)
+        text += f" ({row['finding']})"
     return text
 
 

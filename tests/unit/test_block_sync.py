@@ -24,7 +24,13 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def block_documents(api_url: str) -> list[dict]:
     response = httpx.post(f"{api_url}/block_documents/filter", json={"include_secrets": False}, timeout=30)
     response.raise_for_status()
-    return [d for d in response.json() if d["name"].startswith("technicia-")]
+    return [d for d in response.json() if d["name"].startswith("blocktest-")]
+
+
+@pytest.fixture
+def example_data(example_data):
+    # Blocks of our own: the session's Prefect server is shared with tests that use 'technicia-*'.
+    return {**example_data, "name": "blocktest"}
 
 
 def test_apply_then_reapply_then_invalid(prefect_server, example_data, write_config, secret_home):
@@ -35,7 +41,7 @@ def test_apply_then_reapply_then_invalid(prefect_server, example_data, write_con
     lines = first.stdout.splitlines()
     # One OVH block, then four per environment.
     assert sum(line.startswith("created") for line in lines) == 13
-    assert "technicia-production-ssh" in first.stdout
+    assert "blocktest-production-ssh" in first.stdout
 
     second = run_cli("blocks", "apply", str(path))
     assert second.returncode == 0, second.stderr
@@ -49,7 +55,7 @@ def test_apply_then_reapply_then_invalid(prefect_server, example_data, write_con
     finally:
         os.environ.pop("ANTHROPIC_API_KEY_STAGING")
     changed = [line for line in third.stdout.splitlines() if line.startswith("changed")]
-    assert changed == ["changed   technicia-cloud-api-keys/technicia-staging-api-keys"]
+    assert changed == ["changed   technicia-cloud-api-keys/blocktest-staging-api-keys"]
 
     # Invalid files: each names the problem, and no block is touched.
     bad_cases = []
@@ -77,7 +83,7 @@ def test_apply_then_reapply_then_invalid(prefect_server, example_data, write_con
     after = {d["name"]: d["updated"] for d in block_documents(prefect_server)}
     assert set(after) == set(before)
     changed_names = {n for n in after if after[n] != before[n]}
-    assert changed_names == {"technicia-staging-api-keys"}  # only the rotation above
+    assert changed_names == {"blocktest-staging-api-keys"}  # only the rotation above
 
     # Secrets: never in any CLI output, nor in the API's ordinary reads.
     everything = first.stdout + first.stderr + second.stdout + third.stdout + result.stderr
@@ -92,7 +98,7 @@ def test_blocks_load_back_as_the_config(prefect_server, example_data, write_conf
     from technicia_deploy.block_sync import apply
 
     apply(write_config(example_data))
-    env = TechniciaEnvironment.load("technicia-production")
+    env = TechniciaEnvironment.load("blocktest-production")
     assert env.environment().server.model == "VPS-SSD-4"
     assert env.app().deploy_command == "./deploy.sh"
     assert env.ssh().private_key.get_secret_value().startswith("canary-ssh-private-key-production")

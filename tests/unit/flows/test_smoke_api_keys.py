@@ -8,7 +8,6 @@ result storage, the artifacts or the logs.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 
@@ -167,6 +166,28 @@ def test_no_key_value_reaches_the_database_logs_artifacts_or_results(runs, world
     assert not leaks, leaks
 
 
+def test_a_repeated_check_in_one_run_calls_the_services_again_even_with_persisted_results(world, tmp_path):
+    from prefect import flow
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, PREFECT_RESULTS_PERSIST_BY_DEFAULT, temporary_settings
+
+    from tasks.api_keys import check_api_keys
+    from technicia_deploy.sandbox.cloud_emulator.server import admin_request
+
+    def vision_calls() -> int:
+        return admin_request(world["emulator"].url, "GET", "/_admin/requests")["counts"]["vision"]
+
+    @flow
+    def check_twice():
+        # Same parameters twice in one run, as a flow re-run from the top after a suspend would do.
+        check_api_keys("test", project=PROJECT, timeout=10)
+        check_api_keys("test", project=PROJECT, timeout=10)
+
+    with temporary_settings({PREFECT_RESULTS_PERSIST_BY_DEFAULT: True, PREFECT_LOCAL_STORAGE_PATH: tmp_path}):
+        before = vision_calls()
+        check_twice()
+    assert vision_calls() == before + 2  # no cached verdict
+
+
 def test_cli_smoke_prints_the_table_and_sets_the_exit_status(world, capsys):
     from technicia_deploy.cli import main
 
@@ -177,3 +198,18 @@ def test_cli_smoke_prints_the_table_and_sets_the_exit_status(world, capsys):
     out = capsys.readouterr().out
     assert "invalid_credential" in out and "fix:" in out
     assert not any(canary in out for canary in world["canaries"])
+
+
+def test_the_daily_deployment_runs_this_flow_for_every_environment():
+    import inspect
+
+    import yaml
+
+    from flows.smoke_api_keys import smoke_api_keys
+
+    deployments = yaml.safe_load((Path(__file__).resolve().parents[3] / "deployments.yaml").read_text())["deployments"]
+    entry = next(d for d in deployments if d["entrypoint"] == "flows/smoke_api_keys.py:smoke_api_keys")
+    assert smoke_api_keys.name == "smoke-api-keys"
+    assert entry["parameters"]["environment"] == "all"
+    assert set(entry["parameters"]) <= set(inspect.signature(smoke_api_keys.fn).parameters)
+    assert [s["cron"].split()[2:] for s in entry["schedules"]] == [["*", "*", "*"]]  # every day

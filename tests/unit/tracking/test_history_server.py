@@ -27,19 +27,24 @@ V1, V2 = f"v1-{MARK}", f"v2-{MARK}"
 def _flows():
     from prefect import flow, tags, task
 
+    from tasks.step import StepResult, tracked_step
     from technicia_deploy.tracking import publish
 
     def make_step(step_id: str):
-        def run(environment: str, fail: bool) -> object:
-            if fail:
-                raise RuntimeError(f"{step_id} broke on {environment} [{MARK}]")
-            if step_id == "services.clone":
+        """Steps through the real step wrapper (tasks/step.py); services.clone by hand, as the contract describes."""
+        if step_id == "services.clone":
+            def clone(environment: str, fail: bool):
                 publish.record_commit(SHA)
                 return publish.step_completed({"step": step_id, "outcome": "changed", "summary": f"checked out {SHA[:12]}", "details": {}})
-            outcome = "unchanged" if step_id == "server.os" else "changed"
-            return publish.step_completed({"step": step_id, "outcome": outcome, "summary": f"{step_id} ok", "details": {}})
 
-        return task(name=step_id, task_run_name=step_id, tags=[step_tag(step_id)])(run)
+            return task(name=step_id, task_run_name=step_id, tags=[step_tag(step_id)])(clone)
+
+        def run(environment: str, fail: bool) -> StepResult:
+            if fail:
+                raise RuntimeError(f"{step_id} broke on {environment} [{MARK}]")
+            return StepResult(step_id, "unchanged" if step_id == "server.os" else "changed", f"{step_id} ok")
+
+        return tracked_step(step_id, retries=0)(run)
 
     steps = {s.id: make_step(s.id) for p in PHASES for s in p.steps}
     hooks = [publish.publish_on_end]
@@ -238,3 +243,16 @@ def test_report_command_writes_the_english_document(deployed, tmp_path):
     assert "| - Firewall configuration | Completed |" in document
     for french in ("Complété", "Bloqué", "Non commencé", "Environnement"):
         assert french not in document
+
+
+def test_report_takes_environment_settings_from_a_config_file(deployed, tmp_path):
+    from technicia_deploy.cli import main
+
+    out = tmp_path / "tracking.md"
+    example = Path(__file__).resolve().parents[3] / "environments.example.yaml"
+    assert main(["report", "--config", str(example), "--output", str(out)]) == 0
+    document = out.read_text()
+    production = _row(document, "Production", "## Environnements")
+    assert production[2:4] == ["https://technicia.exemple.fr", "VPS-PROD-XYZ"]
+    assert "### Serveur Production (VPS-PROD-XYZ)" in document
+    assert "| 6333/tcp | Qdrant API | Interne uniquement | non testé | Base vectorielle (accès interne uniquement) |" in document

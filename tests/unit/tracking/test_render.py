@@ -43,7 +43,7 @@ def test_recorded_failure_shows_blocked_step_with_error_and_open_problem():
     document = render(recorded("server_failed_v1.json"), "fr")
     process = "## Processus de Déploiement - Environnement de Test"
     firewall = row(document, process, "- Configuration Firewall")
-    assert firewall[1] == "Bloqué" and firewall[5] == "RuntimeError: server.firewall broke on test"
+    assert firewall[1] == "Bloqué" and firewall[5].startswith("RuntimeError: server.firewall broke on test")
     assert row(document, process, "**Préparation du serveur**")[1] == "Bloqué"
     assert row(document, process, "**Déploiement des services**")[1] == "Non commencé"
     problem = [r for r in table_rows(section(document, "## Problèmes Rencontrés")) if r.startswith("| P-")]
@@ -199,6 +199,11 @@ def test_firewall_compares_intended_exposure_with_the_last_security_test():
         {"port": 6333, "protocol": "tcp", "observed": "open", "checked_at": "2025-03-25T10:00:00+00:00"},
         {"port": 5678, "protocol": "tcp", "observed": "filtered", "checked_at": "2025-03-25T10:00:00+00:00"},
         {"port": 8080, "protocol": "tcp", "observed": "open", "checked_at": "2025-03-25T10:00:00+00:00"},
+        # rows as technicia_deploy/checks/security.py writes them: no protocol, a finding, non-port findings
+        {"port": 80, "service": "HTTP", "expected": "public", "observed": "open", "severity": "", "finding": ""},
+        {"port": 3306, "service": "MySQL", "expected": "closed", "observed": "open", "severity": "high",
+         "finding": "3306/tcp reachable from outside"},
+        {"port": "", "service": "headers", "expected": "", "observed": "https://staging", "severity": "low", "finding": "x"},
     ])
     document = render(b.build(), "fr")
     staging = section(document, "## Configuration du Firewall").split("### Staging", 1)[1].split("###", 1)[0]
@@ -208,6 +213,8 @@ def test_firewall_compares_intended_exposure_with_the_last_security_test():
     assert "| 6333/tcp | Qdrant API | Interne uniquement | ouvert ⚠ écart |" in staging
     assert "| 5678/tcp | n8n | Interne uniquement | filtré |" in staging
     assert "| 8080/tcp | - | Non déclaré | ouvert ⚠ écart | - |" in staging
+    assert "| 80/tcp | HTTP | Public | ouvert | Redirection vers HTTPS |" in staging
+    assert "| 3306/tcp | MySQL | Non déclaré | ouvert ⚠ écart (3306/tcp reachable from outside) | - |" in staging
     assert "Aucun test de sécurité enregistré (artefact `security-test`)." in document
 
 

@@ -1,0 +1,166 @@
+"""Tests post-déploiement: functional, performance and security checks of a deployed environment.
+
+The three run concurrently (the flow submits them together). Each publishes a
+table artifact with a stable key, then passes or raises :class:`ChecksFailed`
+naming what failed (the step's state message says which service / metric /
+finding); no secret reaches an artifact or a message.
+
+- ``functional-<env>``: one row per check (name, where, URL, status, time, verdict).
+- ``performance-<env>``: one row per metric with its threshold, the previous run's
+  value (read from this key's latest version before writing the new one) and the change.
+- ``security-<env>``: one row per scanned port (port, service, expected, observed)
+  then one per other finding, each with its severity.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from technicia_deploy.checks import functional as functional_checks
+from technicia_deploy.checks import loadtest
+from technicia_deploy.checks import security as security_checks
+from technicia_deploy.checks.target import Target, resolve
+
+from tasks import runtime
+from tasks.step import UNCHANGED, StepResult, tracked_step
+
+GENERATOR_SATURATED = 0.9  # generator CPU / wall time above which its numbers understate the server
+
+
+class ChecksFailed(RuntimeError):
+    """A post-deployment test failed; the message names the services, metrics or findings."""
+
+
+def artifact_key(kind: str, environment: str) -> str:
+    return f"{kind}-{environment}"
+
+
+def target(env: runtime.EnvironmentContext) -> Target:
+    settings = env.settings
+    return Target(settings.domain, resolve(settings.domain, settings.dns.nameservers),
+                  extra_ca_pem=getattr(settings.tls, "issuer_ca", None))
+
+
+def _publish(kind: str, environment: str, rows: list[dict[str, Any]], description: str) -> None:
+    from prefect.artifacts import create_table_artifact
+
+    create_table_artifact(key=artifact_key(kind, environment), table=rows, description=description)
+
+
+# --- functional --------------------------------------------------------------------------------------
+
+@tracked_step("checks.functional")
+def functional(environment: str, project: str = "technicia") -> StepResult:
+    """Every health endpoint: public ones through HTTPS on the domain, internal ones from the server."""
+    env = runtime.environment(environment, project)
+    checks = env.settings.health
+    if not checks:
+        raise ChecksFailed(f"{environment}: no health checks declared (environments.yaml: environments.{environment}.health)")
+    site = target(env)
+    outcomes = [functional_checks.check_public(site, c) for c in checks if not c.from_server]
+    inside = [c for c in checks if c.from_server]
+    if inside:
+        output = runtime.connect(env).run(functional_checks.server_probe_command(inside)).stdout
+        outcomes += functional_checks.parse_server_probes(inside, output)
+    order = {c.name: i for i, c in enumerate(checks)}
+    outcomes.sort(key=lambda o: order[o.name])
+    summary = functional_checks.summary(outcomes)
+    _publish("functional", environment, [o.as_row() for o in outcomes], f"Functional tests of {site.url()}: {summary}")
+    if any(not o.ok for o in outcomes):
+        raise ChecksFailed(f"{environment}: {summary}")
+    return StepResult("checks.functional", UNCHANGED, summary, {"checks": [o.as_row() for o in outcomes]})
+
+
+# --- performance -------------------------------------------------------------------------------------
+
+def previous_metrics(environment: str) -> dict[str, float]:
+    """The metrics of the latest ``performance-<env>`` artifact (the previous run's), {} if none."""
+    from prefect.artifacts import Artifact
+
+    latest = Artifact.get(artifact_key("performance", environment))
+    if latest is None or latest.data is None:
+        return {}
+    rows = json.loads(latest.data) if isinstance(latest.data, str) else latest.data
+    return {row["metric"]: float(row["value"]) for row in rows if isinstance(row, dict) and "metric" in row}
+
+
+def performance_rows(result: loadtest.LoadResult, perf, previous: dict[str, float]) -> tuple[list[dict], list[str]]:
+    """(artifact rows, threshold violations)."""
+    limits = {"requests_per_s": (">=", perf.min_rps), "p95_ms": ("<=", perf.max_p95_ms),
+              "error_rate": ("<=", perf.max_error_rate)}
+    rows, violations = [], []
+    for metric, value in result.metrics().items():
+        op, limit = limits.get(metric, (None, None))
+        ok = limit is None or (value >= limit if op == ">=" else value <= limit)
+        before = previous.get(metric)
+        change = (f"{(value - before) / before:+.0%}" if before else "") if before is not None else ""
+        rows.append({"metric": metric, "value": round(value, 4), "threshold": f"{op} {limit}" if op else "",
+                     "previous": before if before is not None else "", "change": change,
+                     "verdict": "" if op is None else ("ok" if ok else "FAILED")})
+        if not ok:
+            violations.append(f"{metric} {value:.4g} (threshold {op} {limit})")
+    return rows, violations
+
+
+@tracked_step("checks.performance")
+def performance(environment: str, project: str = "technicia") -> StepResult:
+    """A closed-loop load test of the environment's URL with its thresholds; compared with the previous run."""
+    env = runtime.environment(environment, project)
+    perf = env.settings.performance
+    site = target(env)
+    previous = previous_metrics(environment)
+    result = loadtest.run(site, perf.path, perf.concurrency, perf.duration_s)
+    rows, violations = performance_rows(result, perf, previous)
+    note = ""
+    if result.generator_busy > GENERATOR_SATURATED:
+        note = f"; load generator saturated ({result.generator_busy:.0%} CPU): the server may do better than measured"
+    summary = (f"{result.requests_per_s:.1f} req/s, p50 {result.p50_ms:.1f} ms, p95 {result.p95_ms:.1f} ms, "
+               f"p99 {result.p99_ms:.1f} ms, errors {result.error_rate:.2%} over {result.requests} requests "
+               f"({perf.concurrency} connections, {perf.duration_s:g}s)")
+    if previous:
+        before = previous.get("p95_ms")
+        summary += f"; previous p95 {before:.1f} ms" if before is not None else ""
+    _publish("performance", environment, rows,
+             f"Load test of {site.url(perf.path)}: {summary}{note}" + (f"; FAILED: {'; '.join(violations)}" if violations else ""))
+    if violations:
+        raise ChecksFailed(f"{environment}: performance below thresholds: {'; '.join(violations)} ({summary})")
+    details = {"metrics": result.metrics(), "previous": previous, "statuses": {str(k): v for k, v in result.statuses.items()},
+               "errors": result.error_kinds, "generator_busy": round(result.generator_busy, 3)}
+    return StepResult("checks.performance", UNCHANGED, summary + note, details)
+
+
+# --- security -----------------------------------------------------------------------------------------
+
+@tracked_step("checks.security")
+def security(environment: str, project: str = "technicia") -> StepResult:
+    """Ports, TLS, redirect, headers and SSH as seen from outside; the .env mode from inside."""
+    from tasks.services import layout
+
+    env = runtime.environment(environment, project)
+    settings = env.settings
+    site = target(env)
+    app = env.application
+    wanted = security_checks.expected_ports(settings.firewall, {app.frontend_port: "front end (container)",
+                                                               app.api_port: "API (container)"})
+    states, findings = security_checks.judge_ports(wanted, security_checks.scan(site.address, wanted))
+    try:
+        findings += security_checks.judge_tls(settings.domain, security_checks.inspect_tls(site), settings.tls.min_days_left)
+        findings += security_checks.check_headers(site)
+    except OSError as exc:
+        findings.append(security_checks.Finding("high", "tls", settings.domain, f"HTTPS does not answer ({exc})"))
+    findings += security_checks.check_redirect(site)
+    findings += security_checks.judge_ssh(site.address, security_checks.ssh_auth_methods(site.address, settings.ssh.port),
+                                          settings.ssh.port)
+    env_path = f"{layout(env).current}/{app.env_file}"
+    output = runtime.connect(env).run(security_checks.env_file_command(env_path), sudo=True).stdout
+    findings += security_checks.judge_env_file(env_path, output)
+    summary = security_checks.summary(findings)
+    _publish("security", environment, security_checks.table_rows(states, findings),
+             f"Security tests of {settings.domain} ({site.address}) from outside: {summary}")
+    if security_checks.failed(findings):
+        raise ChecksFailed(f"{environment}: high security finding(s): " +
+                           "; ".join(f.message for f in security_checks.failed(findings)))
+    return StepResult("checks.security", UNCHANGED, summary,
+                      {"findings": [f.__dict__ for f in findings],
+                       "open_ports": [s.port for s in states if s.observed == "open"]})
