@@ -60,7 +60,7 @@ class CloudApiKeys(Block):
     voyageai_model: str = "voyage-3.5-lite"
     voyageai_base_url: str | None = None
     anthropic_api_key: SecretStr
-    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_model: str = "claude-sonnet-4-6"
     anthropic_base_url: str | None = None
 
 

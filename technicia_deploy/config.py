@@ -194,7 +194,7 @@ class VoyageSettings(_Model):
 
 class AnthropicSettings(_Model):
     api_key: SecretRef
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-4-6"
     base_url: str | None = None
 
 

@@ -26,7 +26,7 @@ COMPONENT = "cloud"
 DAEMON = "cloud-emulator"
 ENVIRONMENTS = ("test", "staging", "production")
 LOCATION = "eu"
-ANTHROPIC_MODEL = "claude-sonnet-4-5"
+ANTHROPIC_MODEL = "claude-sonnet-4-6"
 VOYAGE_MODEL = "voyage-3.5-lite"
 SANDBOX_UNIVERSE = "technicia-sandbox.test"
 

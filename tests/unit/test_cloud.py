@@ -72,7 +72,7 @@ def block_for(emulator, **overrides):
         voyageai_model="voyage-3.5-lite",
         voyageai_base_url=url + "/v1",
         anthropic_api_key=SecretStr(Path(k.anthropic_key_file).read_text()),
-        anthropic_model="claude-sonnet-4-5",
+        anthropic_model="claude-sonnet-4-6",
         anthropic_base_url=url,
     )
     fields.update(overrides)

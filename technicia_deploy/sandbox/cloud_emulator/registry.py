@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_ANTHROPIC_MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
+DEFAULT_ANTHROPIC_MODELS = ("claude-sonnet-4-6", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
 DEFAULT_VOYAGE_MODELS = ("voyage-3.5-lite", "voyage-3.5", "voyage-3-large")
 
 

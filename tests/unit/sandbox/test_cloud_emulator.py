@@ -91,7 +91,7 @@ def test_anthropic_models_messages_and_token_counting(emu):
     window_rolled = first.headers["anthropic-ratelimit-requests-reset"] != second.headers["anthropic-ratelimit-requests-reset"]
     assert remaining[1] == remaining[0] - 2 or window_rolled  # each request uses headroom
 
-    message = {"model": "claude-sonnet-4-5", "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}
+    message = {"model": "claude-sonnet-4-6", "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}
     sent = httpx.post(emu.url + "/v1/messages", headers=headers, json=message)
     assert sent.status_code == 200
     assert sent.json()["usage"]["output_tokens"] == 1 and sent.json()["stop_reason"] == "max_tokens"

@@ -23,7 +23,7 @@ def components_state(tmp_path) -> dict:
                    "documentai_location": "eu", "documentai_processor_id": "abc",
                    "documentai_endpoint": "http://127.0.0.1:9", "vision_endpoint": "http://127.0.0.1:9"},
         "voyageai": {"api_key": {"file": str(tmp_path / "v.key")}, "model": "voyage-3.5-lite", "base_url": "http://127.0.0.1:9/v1"},
-        "anthropic": {"api_key": {"file": str(tmp_path / "a.key")}, "model": "claude-sonnet-4-5", "base_url": "http://127.0.0.1:9"},
+        "anthropic": {"api_key": {"file": str(tmp_path / "a.key")}, "model": "claude-sonnet-4-6", "base_url": "http://127.0.0.1:9"},
     }
     return {
         "network": {"name": "n", "subnet": "10.213.1.0/24", "gateway": "10.213.1.1"},
