@@ -15,7 +15,6 @@ Needs: nginx and wrk (``apt-get install nginx-light wrk``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import os
 import re
@@ -23,13 +22,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from technicia_deploy.checks import loadtest  # noqa: E402
-from technicia_deploy.checks.target import Target  # noqa: E402
 from technicia_deploy.sandbox.processes import free_port, wait_for_port  # noqa: E402
 
 DOMAIN = "bench.technicia.test"

@@ -229,6 +229,11 @@ def up(state: SandboxState, log: Log = lambda line: None) -> None:
     url = prefect_up(state, log)
     changes = apply_blocks(path, url)
     log(f"Prefect blocks at {url}: " + ", ".join(f"{c.name} {c.action}" for c in changes))
+    if (state.data.get("prefect") or {}).get("managed"):
+        # The sandbox's own server: make the UI usable (deployments to trigger, a worker to run them).
+        from technicia_deploy.sandbox import orchestration
+
+        orchestration.up(state, url, log)
 
 
 def down(state: SandboxState, log: Log = lambda line: None) -> None:
@@ -246,6 +251,10 @@ def down(state: SandboxState, log: Log = lambda line: None) -> None:
     if component("vps") is not None:
         from technicia_deploy.sandbox import network
         network.down(state)
+    from technicia_deploy.sandbox import orchestration
+
+    if orchestration.down(state):
+        log("prefect worker: stopped")
     if processes.stop(state, PREFECT_DAEMON):
         log("prefect server: stopped")
     state.data.pop("prefect", None)
@@ -292,6 +301,9 @@ def status(state: SandboxState) -> list[str]:
         kind = "sandbox daemon" if prefect.get("managed") else "external"
         alive = "" if not prefect.get("managed") else (" (running)" if processes.pid_of(state, PREFECT_DAEMON) else " (STOPPED)")
         lines.append(f"prefect: {prefect['url']} ({kind}){alive}; UI {prefect['url'].removesuffix('/api')}")
+    from technicia_deploy.sandbox import orchestration
+
+    lines += orchestration.status(state)
     if environments_file(state).exists():
         lines.append(f"environments.yaml: {environments_file(state)}")
     return lines

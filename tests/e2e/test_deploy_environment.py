@@ -201,3 +201,60 @@ def test_unreachable_server_is_named(sandbox, staging_prepared):
     assert state.is_failed()
     messages = " ".join(m for _, m in step_states(state).values())
     assert f"cannot reach 127.0.0.1:{port} over SSH" in messages
+
+
+# -- the tracking document, from this module's real runs ----------------------------------------
+def section(document: str, title: str) -> str:
+    start = document.index(f"## {title}")
+    end = document.find("\n## ", start + 3)
+    return document[start: end if end != -1 else None]
+
+
+def report(*args: str) -> str:
+    import os
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run([str(Path(sys.executable).parent / "technicia-deploy"), "report", *args],
+                          capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_tracking_document_shows_the_real_runs(sandbox, first_deployment, staging_prepared):
+    # The failures above opened problems on staging; a successful re-run resolves them.
+    state = run_deploy("staging", GOOD)
+    assert state.is_completed(), state.message
+    sha = sandbox.data["app"]["commits"][NEXT][:12]
+    fr = report()
+
+    envs = section(fr, "Environnements")
+    assert f"| Test | Déployé | https://test-technicia.exemple.test | VPS-TEST-XYZ | {NEXT} ({sha}) |" in envs
+    assert "| Production | Non déployé |" in envs
+
+    servers = section(fr, "Configuration du Serveur OVH")
+    ip = sandbox.data["vps"]["test"]["ip"]
+    assert f"| IP | - | {ip} |" in servers  # what the OVH API says, from the server.os step
+
+    process = section(fr, "Processus de Déploiement - Environnement de Test")
+    for label in ("Installation OS", "Configuration Firewall", "Installation Docker", "Clonage du repository",
+                  "Configuration des clés API", "Exécution du script de déploiement", "Configuration DNS",
+                  "Installation Certbot", "Obtention certificats SSL"):
+        row = next(line for line in process.splitlines() if line.startswith(f"| - {label} |"))
+        assert "| Complété |" in row and "| e2e |" in row, row
+    assert f"{NEXT} deployed" in process
+
+    keys = section(fr, "Configuration des Clés API")
+    for service in ("Google Cloud (Document AI)", "Google Cloud (Vision AI)", "VoyageAI", "Anthropic (Claude)"):
+        assert f"| {service} | Test | Valide |" in keys
+
+    problems = section(fr, "Problèmes Rencontrés")
+    staging_rows = [line for line in problems.splitlines() if "| Staging |" in line]
+    assert any("Installation OS" in row and "refusing to connect" in row for row in staging_rows), problems
+    assert staging_rows and all("| Résolu |" in row for row in staging_rows), staging_rows
+
+    en = report("--lang", "en")
+    assert f"| Test | Deployed | https://test-technicia.exemple.test | VPS-TEST-XYZ | {NEXT} ({sha}) |" in en
+    assert [line.count("|") for line in fr.splitlines()] == [line.count("|") for line in en.splitlines()]
+    for french in ("Complété", "Déployé", "Non commencé", "Résolu", "Valide"):
+        assert french not in en

@@ -39,3 +39,11 @@ def test_deploy_file_registers_every_deployment(prefect_server):
         assert d["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
         # The version is the operator's choice: required, not defaulted.
         assert "version" in d["parameter_openapi_schema"]["required"]
+
+    smoke = by_name[("smoke-api-keys", "daily")]
+    assert smoke["parameters"] == {"environment": "all", "message": False}
+    assert [(s["schedule"]["cron"], s["schedule"]["timezone"], s["active"]) for s in smoke["schedules"]] == [
+        ("0 6 * * *", "Europe/Paris", True)]
+    # The tracking document's Maintenance section finds these runs by tag.
+    assert {"maintenance", "flow:smoke-api-keys"} <= set(smoke["tags"])
+

@@ -12,7 +12,7 @@ from technicia_deploy.checks import security
 from technicia_deploy.commands.shell import render_sections
 from technicia_deploy.config import Firewall
 
-from .conftest import DOMAIN, NGINX_HEADERS, PAGE, Pki, Route, closed_port, server_tls, target_for
+from .conftest import DOMAIN, NGINX_HEADERS, PAGE, Route, closed_port, server_tls, target_for
 
 FIREWALL = Firewall.model_validate({
     "public": [{"port": 22, "service": "SSH"}, {"port": 80, "service": "HTTP"}, {"port": 443, "service": "HTTPS"}],
