@@ -20,7 +20,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pydantic import SecretStr  # noqa: E402
 
 from technicia_deploy.cloud import RetryPolicy, Status, check_api_keys  # noqa: E402
 from technicia_deploy.sandbox import cloud as sandbox_cloud  # noqa: E402
@@ -31,18 +30,7 @@ from technicia_deploy.sandbox.cloud_emulator.server import admin_request, run_in
 def keys_block(keys: sandbox_cloud.EnvironmentKeys, url: str):
     from blocks import CloudApiKeys
 
-    return CloudApiKeys(
-        google_project_id=keys.project_id,
-        google_service_account_json=SecretStr(Path(keys.service_account_file).read_text()),
-        documentai_location=keys.location,
-        documentai_processor_id=keys.processor_id,
-        documentai_endpoint=url,
-        vision_endpoint=url,
-        voyageai_api_key=SecretStr(Path(keys.voyageai_key_file).read_text()),
-        voyageai_base_url=url + "/v1",
-        anthropic_api_key=SecretStr(Path(keys.anthropic_key_file).read_text()),
-        anthropic_base_url=url,
-    )
+    return CloudApiKeys(**keys.block_fields(url))
 
 
 def parse_delays(text: str) -> dict[str, float]:

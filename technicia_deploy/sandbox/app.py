@@ -18,7 +18,6 @@ from __future__ import annotations
 import shutil
 import ssl
 import struct
-import subprocess
 import tempfile
 import time
 import urllib.error

@@ -43,6 +43,26 @@ class EnvironmentKeys:
     processor_id: str
     location: str = LOCATION
 
+    def block_fields(self, url: str) -> dict:
+        """The CloudApiKeys block fields for these keys against the emulator at ``url`` (secrets read from their files)."""
+        from pydantic import SecretStr
+
+        def secret(path: str) -> SecretStr:
+            return SecretStr(Path(path).read_text())
+
+        return dict(
+            google_project_id=self.project_id,
+            google_service_account_json=secret(self.service_account_file),
+            documentai_location=self.location,
+            documentai_processor_id=self.processor_id,
+            documentai_endpoint=url,
+            vision_endpoint=url,
+            voyageai_api_key=secret(self.voyageai_key_file),
+            voyageai_base_url=url + "/v1",
+            anthropic_api_key=secret(self.anthropic_key_file),
+            anthropic_base_url=url,
+        )
+
 
 def _write_secret(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -54,6 +55,22 @@ def server_snapshot(container: str) -> dict[str, str]:
         "users": vps_exec(container, "getent passwd deploy || echo none; ls /etc/sudoers.d /etc/ssh/sshd_config.d"),
         "releases": vps_exec(container, "ls -l /opt/technicia 2>/dev/null; ls /opt/technicia/releases 2>/dev/null || true"),
     }
+
+
+@contextmanager
+def block_changed(kind, name: str, **fields):
+    """Save block ``name`` with ``fields`` changed for the duration of the block, then put it back."""
+    block = kind.load(name)
+    saved = {field: getattr(block, field) for field in fields}
+    for field, value in fields.items():
+        setattr(block, field, value)
+    block.save(name, overwrite=True)
+    try:
+        yield
+    finally:
+        for field, value in saved.items():
+            setattr(block, field, value)
+        block.save(name, overwrite=True)
 
 
 def environment(sandbox, name: str) -> dict:
@@ -150,16 +167,9 @@ def test_wrong_host_key_refuses_to_connect(sandbox, staging_prepared):
     from blocks import SshAccess
 
     before = server_snapshot(staging_prepared)
-    ssh = SshAccess.load("technicia-staging-ssh")
-    original = ssh.host_key
     other = sandbox.data["vps"]["test"]["host_key"]
-    ssh.host_key = other
-    ssh.save("technicia-staging-ssh", overwrite=True)
-    try:
+    with block_changed(SshAccess, "technicia-staging-ssh", host_key=other):
         state = run_deploy("staging", GOOD)
-    finally:
-        ssh.host_key = original
-        ssh.save("technicia-staging-ssh", overwrite=True)
     assert state.is_failed()
     messages = " ".join(m for _, m in step_states(state).values())
     assert "refusing to connect" in messages and "host key" in messages
@@ -170,15 +180,8 @@ def test_missing_secret_fails_before_any_step(sandbox, staging_prepared):
     from blocks import CloudApiKeys
 
     before = server_snapshot(staging_prepared)
-    keys = CloudApiKeys.load("technicia-staging-api-keys")
-    saved = keys.anthropic_api_key
-    keys.anthropic_api_key = ""
-    keys.save("technicia-staging-api-keys", overwrite=True)
-    try:
+    with block_changed(CloudApiKeys, "technicia-staging-api-keys", anthropic_api_key=""):
         state = run_deploy("staging", GOOD)
-    finally:
-        keys.anthropic_api_key = saved
-        keys.save("technicia-staging-api-keys", overwrite=True)
     assert state.is_failed()
     assert "secret 'anthropic_api_key' of block 'technicia-staging-api-keys' is empty" in state.message
     assert step_states(state) == {}
@@ -189,15 +192,9 @@ def test_unreachable_server_is_named(sandbox, staging_prepared):
     from blocks import SshAccess
     from technicia_deploy.sandbox.processes import free_port
 
-    ssh = SshAccess.load("technicia-staging-ssh")
     port = free_port()  # nothing listens there
-    ssh.host, ssh.port = "127.0.0.1", port
-    ssh.save("technicia-staging-ssh", overwrite=True)
-    try:
+    with block_changed(SshAccess, "technicia-staging-ssh", host="127.0.0.1", port=port):
         state = run_deploy("staging", GOOD)
-    finally:
-        ssh.host, ssh.port = None, 22
-        ssh.save("technicia-staging-ssh", overwrite=True)
     assert state.is_failed()
     messages = " ".join(m for _, m in step_states(state).values())
     assert f"cannot reach 127.0.0.1:{port} over SSH" in messages

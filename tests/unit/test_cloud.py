@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -59,22 +58,8 @@ def emu(emulator):
 def block_for(emulator, **overrides):
     from blocks import CloudApiKeys
 
-    k = emulator.env_keys
-    url = emulator.url
-    fields = dict(
-        google_project_id=k.project_id,
-        google_service_account_json=SecretStr(Path(k.service_account_file).read_text()),
-        documentai_location=k.location,
-        documentai_processor_id=k.processor_id,
-        documentai_endpoint=url,
-        vision_endpoint=url,
-        voyageai_api_key=SecretStr(Path(k.voyageai_key_file).read_text()),
-        voyageai_model="voyage-3.5-lite",
-        voyageai_base_url=url + "/v1",
-        anthropic_api_key=SecretStr(Path(k.anthropic_key_file).read_text()),
-        anthropic_model="claude-sonnet-4-6",
-        anthropic_base_url=url,
-    )
+    fields = {**emulator.env_keys.block_fields(emulator.url), "voyageai_model": "voyage-3.5-lite",
+              "anthropic_model": "claude-sonnet-4-6"}
     fields.update(overrides)
     return CloudApiKeys(**fields)
 

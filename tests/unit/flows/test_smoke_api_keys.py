@@ -33,18 +33,7 @@ def save_blocks(project: str, env: str, keys: sandbox_cloud.EnvironmentKeys, url
     from blocks import CloudApiKeys, TechniciaEnvironment, environment_block_name
 
     base = environment_block_name(project, env)
-    fields = dict(
-        google_project_id=keys.project_id,
-        google_service_account_json=SecretStr(Path(keys.service_account_file).read_text()),
-        documentai_location=keys.location,
-        documentai_processor_id=keys.processor_id,
-        documentai_endpoint=url,
-        vision_endpoint=url,
-        voyageai_api_key=SecretStr(Path(keys.voyageai_key_file).read_text()),
-        voyageai_base_url=url + "/v1",
-        anthropic_api_key=SecretStr(Path(keys.anthropic_key_file).read_text()),
-        anthropic_base_url=url,
-    )
+    fields = keys.block_fields(url)
     fields.update(overrides)
     CloudApiKeys(**fields).save(f"{base}-api-keys", overwrite=True)
     TechniciaEnvironment(

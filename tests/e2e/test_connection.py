@@ -1,0 +1,39 @@
+"""One SSH connection per host, pinned host key, and a dropped connection re-opened under a running command."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from technicia_deploy.connection import HostConnection
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def vps_connection(sandbox):
+    vps = sandbox.data["vps"]["production"]
+    key = Path(sandbox.data["keys"]["deploy_private_key"]).read_text()
+    with HostConnection(vps["ip"], 22, vps["admin_user"], vps["host_key"], key) as conn:
+        yield conn, vps
+
+
+def test_commands_share_one_connection(vps_connection):
+    conn, _ = vps_connection
+    transport = conn._conn.client.get_transport()
+    outputs = [conn.run("echo $$").stdout for _ in range(5)]
+    assert len(set(outputs)) == 5  # five commands, five shells...
+    assert conn._conn.client.get_transport() is transport  # ...one SSH connection
+
+
+def test_a_dropped_connection_is_reopened_and_the_command_runs(vps_connection):
+    conn, vps = vps_connection
+    before = conn._conn.client.get_transport()
+    assert conn.run("hostname").ok
+    # The server side kills every SSH session of the user: the client's transport dies under it.
+    subprocess.run(["docker", "exec", vps["container"], "pkill", "-KILL", "-u", vps["admin_user"], "sshd"], check=False)
+    result = conn.run("echo still-here", sudo=True)
+    assert result.stdout.strip() == "still-here"
+    assert conn._conn.client.get_transport() is not before
