@@ -41,4 +41,6 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 command -v uv >/dev/null || python3 -m pip install -q uv
-uv sync --frozen -q
+# Bytecode compiled at install: the SDKs are large and the first deployment would otherwise
+# spend tens of seconds compiling them on first import.
+uv sync --frozen -q --compile-bytecode
