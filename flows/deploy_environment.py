@@ -57,7 +57,7 @@ def _run_together(submitters: dict[str, Callable[[], Any]]) -> dict[str, Any]:
     results, failed = {}, []
     for step_id, future in futures.items():
         if future.state.is_completed():
-            results[step_id] = future.state  # what a sequential step's call returns too
+            results[step_id] = future.result()  # the step's result, as a sequential step's call returns
         else:
             failed.append(f"{step_id}: {future.state.message}")
     if failed:
