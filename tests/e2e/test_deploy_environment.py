@@ -255,3 +255,39 @@ def test_tracking_document_shows_the_real_runs(sandbox, first_deployment, stagin
     assert [line.count("|") for line in fr.splitlines()] == [line.count("|") for line in en.splitlines()]
     for french in ("Complété", "Déployé", "Non commencé", "Résolu", "Valide"):
         assert french not in en
+
+
+def test_no_secret_of_the_deployments_reaches_the_prefect_database(sandbox, first_deployment, staging_prepared):
+    """Every secret the deployments above handled (SSH key, OVH keys, cloud keys), searched in the server's DB files."""
+    from pathlib import Path
+
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    config = yaml.safe_load(sandbox.path("environments.yaml").read_text())
+    files = [sandbox.data["keys"]["deploy_private_key"]]
+    files += [config["ovh"][name]["file"] for name in ("application_key", "application_secret", "consumer_key")]
+    for env in config["environments"].values():
+        keys = env["api_keys"]
+        files += [keys["voyageai"]["api_key"]["file"], keys["anthropic"]["api_key"]["file"],
+                  keys["google"]["service_account_json"]["file"]]
+    secrets = []
+    for file in files:
+        text = Path(file).read_text()
+        if "PRIVATE KEY" in text or text.lstrip().startswith("{"):
+            # Multi-line secrets: any line of the key material would be a leak.
+            import json
+
+            pem = json.loads(text)["private_key"] if text.lstrip().startswith("{") else text
+            secrets += [line for line in pem.splitlines() if len(line) >= 40 and "PRIVATE KEY" not in line]
+        else:
+            secrets.append(text.strip())
+    assert len(secrets) > 10
+
+    APILogWorker.drain_all(timeout=10)
+    database = Path(PREFECT_SERVER_DATABASE_CONNECTION_URL.value().split("///", 1)[1])
+    scanned = [p for p in database.parent.iterdir() if p.name.startswith(database.name)]  # .db, -wal, -shm
+    contents = b"".join(p.read_bytes() for p in scanned)
+    assert b"services.api_keys" in contents  # the scan sees what the runs wrote
+    leaks = [f"{s[:10]}..." for s in secrets if s.encode() in contents]
+    assert not leaks, leaks
