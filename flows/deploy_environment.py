@@ -73,7 +73,8 @@ def preflight(environment: str, project: str):
         raise ValueError(f"unknown environment {environment!r}; expected one of {', '.join(ENVIRONMENTS)}")
     env = runtime.environment(environment, project)
     block = env.block
-    loaders = {block.ovh_block: block.ovh, block.ssh_block: block.ssh, block.api_keys_block: block.api_keys}
+    # The SSH block came with the environment; the others are loaded here, once, to fail before any server is touched.
+    loaders = {block.ovh_block: block.ovh, block.ssh_block: lambda: env.ssh, block.api_keys_block: block.api_keys}
     for name, load in loaders.items():
         try:
             loaded = load()

@@ -82,13 +82,16 @@ def load_api_keys(environment: str, project: str = "technicia"):
     return TechniciaEnvironment.load(environment_block_name(project, environment)).api_keys()
 
 
-def require_working_keys(environment: str, project: str = "technicia", message: bool = False, timeout: float = 20.0) -> str:
+def require_working_keys(environment: str, project: str = "technicia", message: bool = False, timeout: float = 20.0,
+                         keys: cloud.ApiKeySettings | None = None) -> str:
     """The deploy step's gate, called inside its task before the .env is written.
 
+    ``keys``: the CloudApiKeys block when the caller has it already (else it is loaded).
     Publishes the table, raises :class:`technicia_deploy.cloud.ApiKeysRejected` (naming service,
     environment and fix) if any key fails, else returns a one-line summary for the step result.
     """
-    results = smoke_environment(environment, load_api_keys(environment, project), message=message, timeout=timeout)
+    keys = keys if keys is not None else load_api_keys(environment, project)
+    results = smoke_environment(environment, keys, message=message, timeout=timeout)
     cloud.raise_for_failures(results)
     slowest = max(r["latency_ms"] for r in results)
     return f"{len(results)} API keys passed their smoke calls (slowest {slowest:.0f} ms)"

@@ -145,9 +145,10 @@ def docker_installation(environment: str, project: str = "technicia") -> StepRes
     wanted = env.settings.docker
     conn = runtime.connect(env)
     user = env.deploy_user
-    _, commands = runtime.converge(conn, docker_cmds.fact_command(user), docker_cmds.parse_facts,
-                                   lambda facts: docker_cmds.operations(facts, wanted, user=user))
-    facts = docker_cmds.parse_facts(conn.run(docker_cmds.fact_command(user), sudo=True).stdout)
+    facts, commands = runtime.converge(conn, docker_cmds.fact_command(user), docker_cmds.parse_facts,
+                                       lambda found: docker_cmds.operations(found, wanted, user=user))
+    if commands:  # versions and compose flavour as installed now
+        facts = docker_cmds.parse_facts(conn.run(docker_cmds.fact_command(user), sudo=True).stdout)
     if not docker_cmds.installed_version_ok(facts, wanted):
         raise RuntimeError(f"{environment}: Docker {facts.docker_version or 'missing'} is below the required "
                            f"{wanted.min_version} (docker.source: {wanted.source})")

@@ -51,7 +51,7 @@ def api_keys(environment: str, version: str, sha: str, project: str = "technicia
     """The release's .env written from the environment's blocks (0600, deploy user, atomic) if it differs."""
     env = runtime.environment(environment, project)
     keys = env.block.api_keys()
-    smoke_summary = _smoke(environment, project)
+    smoke_summary = _smoke(environment, project, keys)
     conn = runtime.connect(env)
     release_dir = layout(env).release_dir(version, sha)
     path = env_file_path(env, release_dir)
@@ -69,13 +69,11 @@ def api_keys(environment: str, version: str, sha: str, project: str = "technicia
                       {"path": path, "sha256_prefix": envfile.digest(text)[:12]})
 
 
-def _smoke(environment: str, project: str) -> str:
+def _smoke(environment: str, project: str, keys) -> str:
     """Run the smoke calls before the keys ship; a failing key stops the deployment here."""
-    try:
-        from tasks.api_keys import require_working_keys
-    except ImportError:  # smoke calls not installed in this build
-        return "smoke calls not available"
-    return require_working_keys(environment, project)
+    from tasks.api_keys import require_working_keys
+
+    return require_working_keys(environment, project, keys=keys)
 
 
 @tracked_step("services.deploy", retries=0)

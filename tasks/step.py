@@ -4,7 +4,8 @@ Each step is a task named by its catalogue id and tagged ``step:<id>`` (plus
 the flow's ``env:``/``release:`` tags), so the run history answers "what
 happened to step X in environment Y" with one tag query. A step returns a
 :class:`StepResult`; the task's final state carries ``"<outcome>: <summary>"``
-as its message (what the tracking document shows) and the result as data.
+as its message (what the tracking document shows, built by
+``tracking.publish.step_completed``) and the result as data.
 """
 
 from __future__ import annotations
@@ -54,12 +55,13 @@ def tracked_step(step_id: str, *, retries: int = 2, retry_delay_seconds: float =
 
     def decorate(fn: Callable[..., StepResult]):
         from prefect import task
-        from prefect.states import Completed
+
+        from technicia_deploy.tracking.publish import step_completed
 
         @functools.wraps(fn)
         def run(*args, **kwargs):
-            result = fn(*args, **kwargs)
-            return Completed(message=f"{result.outcome}: {result.summary}", data=result.as_dict())
+            # The tracking document's contract builds the state (message format, length cap).
+            return step_completed(fn(*args, **kwargs).as_dict())
 
         return task(
             name=step_id,

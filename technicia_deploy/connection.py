@@ -134,7 +134,7 @@ class HostConnection:
             ) from None
         except paramiko.SSHException as exc:
             sock.close()
-            if "not found in known_hosts" in str(exc) or "Server " in str(exc) and "not found" in str(exc):
+            if "not found in known_hosts" in str(exc):  # RejectPolicy: no key of the declared type offered
                 raise HostKeyMismatch(f"{self.host}:{self.port} offered no host key of the declared type "
                                       f"({key_type}); refusing to connect") from None
             if isinstance(exc, paramiko.AuthenticationException):
