@@ -15,12 +15,16 @@ test-unit: bootstrap
 	uv run --frozen pytest -m "not e2e"
 
 # The main job on the local sandbox: bring up the local OVH world (3 VPS containers, OVH API + DNS,
-# ACME, cloud API emulators, the sample application, a Prefect server), deploy the first good
-# release to its test environment, and write the tracking document.
+# ACME, cloud API emulators, the sample application, a Prefect server and its worker), prepare
+# production's DNS ahead (the seed's 24 h rule, as a warning in the sandbox), promote v1.0.0 through
+# test and staging, stop at the production approval (printing the UI link and the approve command),
+# answer it as the demo operator, deploy production, then print and write the tracking document.
 demo: bootstrap
 	uv run --frozen technicia-deploy sandbox up
-	uv run --frozen technicia-deploy deploy test --version v1.0.0 --operator demo
+	uv run --frozen technicia-deploy dns prepare production
+	uv run --frozen technicia-deploy promote v1.0.0 --operator demo --approve-as demo
 	uv run --frozen technicia-deploy report --output .sandbox/deployment-tracking.md
+	@cat .sandbox/deployment-tracking.md
 	@echo "Tracking document: .sandbox/deployment-tracking.md"
 	@uv run --frozen technicia-deploy sandbox status | grep '^prefect:'
 

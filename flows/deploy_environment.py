@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from prefect import flow, get_run_logger, tags
 
-from technicia_deploy import steps
+from technicia_deploy import environment_lock, steps
 from technicia_deploy.config import ENVIRONMENTS
 
 FLOW_NAME = "deploy-environment"
@@ -103,14 +103,99 @@ def _publish_on_end(flow, flow_run, state) -> None:
     publish_on_end(flow, flow_run, state)
 
 
+class DeploymentRefused(RuntimeError):
+    """This run may not deploy this environment (see technicia_deploy.promotion); nothing was touched."""
+
+
+class ReleaseRolledBack(RuntimeError):
+    """The release failed its health wait or its post-deployment tests; the environment went back."""
+
+
+# A failure of these (after the release's containers were started) sends the environment back to the
+# release before it. Earlier failures leave the old release's containers untouched: nothing to undo.
+ROLLBACK_AFTER = ("services.deploy", "checks")
+
+
+def _guard(environment: str, sha: str) -> None:
+    """Refuse, before any server is touched, a run that may not deploy ``environment``; tag what it is part of."""
+    from prefect import get_client
+
+    from technicia_deploy import promotion
+    from technicia_deploy.tracking import publish
+
+    with get_client(sync_client=True) as client:
+        caller = promotion.current_caller(client)
+    why = promotion.deploy_refusal(environment, sha, caller)
+    if why:
+        raise DeploymentRefused(f"{environment}: {why}")
+    if caller.parent_flow == promotion.PROMOTE_FLOW:
+        from prefect.runtime import flow_run
+
+        publish.add_tags([promotion.promotion_tag(str(flow_run.parent_flow_run_id))])
+    if caller.approval is not None and environment == promotion.PROMOTED_ENVIRONMENT:
+        publish.record_approval(caller.approval.approver, docs_confirmed=caller.approval.documentation_finalised,
+                                quotas_confirmed=caller.approval.quotas_verified)
+
+
+def _roll_back(environment: str, project: str, version: str, sha: str, failed: str, error: Exception) -> Exception:
+    """Send the environment back to its previous release; the exception the run ends with says where it is."""
+    from tasks.rollback import rollback
+    from tasks.step import result_of
+
+    cause = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+    get_run_logger().warning("%s failed (%s): rolling %s back", failed, cause, environment)
+    try:
+        result = result_of(rollback(environment=environment, project=project, failed_version=version, failed_sha=sha))
+    except Exception as exc:  # noqa: BLE001 - the run must say the environment is not back
+        return RuntimeError(f"{failed} failed ({cause}); the rollback FAILED too ({exc}): check {environment} by hand, "
+                            "then `technicia-deploy rollback` or redeploy")
+    return ReleaseRolledBack(f"{failed} failed ({cause}); {result['summary']}")
+
+
+def _run_phases(plan: dict[str, Callable[[], Any]], environment: str, project: str, version: str, sha: str) -> dict:
+    """The plan's steps in catalogue order; a failure at or after the deploy step rolls the environment back."""
+    results: dict[str, Any] = {}
+    for phase in steps.PHASES:
+        ran = [step.id for step in phase.steps if step.id in plan]
+        if not ran:
+            continue
+        at = phase.id
+        try:
+            if phase.id in CONCURRENT_PHASES:
+                results.update(_run_together({step_id: plan[step_id] for step_id in ran}))
+            else:
+                for step_id in ran:
+                    at = step_id
+                    results[step_id] = plan[step_id]()
+        except Exception as exc:
+            if at in ROLLBACK_AFTER:
+                raise _roll_back(environment, project, version, sha, at, exc) from exc
+            raise
+        _publish_phase(environment, phase.id, ran)
+    return results
+
+
 @flow(name=FLOW_NAME, flow_run_name="deploy-{environment}-{version}", log_prints=False,
       on_completion=[_publish_on_end], on_failure=[_publish_on_end], on_crashed=[_publish_on_end],
       on_cancellation=[_publish_on_end])
 def deploy_environment(environment: str, version: str, operator: str = "unknown", rebuild_server: bool = False,
-                       project: str = "technicia") -> dict[str, Any]:
-    """Deploy ``version`` of TechnicIA to ``environment`` (test, staging or production).
+                       project: str = "technicia", sha: str | None = None,
+                       lock_wait_s: float = environment_lock.DEFAULT_WAIT_S) -> dict[str, Any]:
+    """Deploy one version of TechnicIA to one environment, from whatever state its server is in.
 
-    rebuild_server: reinstall the VPS through OVH first. Destroys the server's data; never implicit.
+    Each per-environment deployment deploys its own environment only. Production is deployed only by an
+    approved promote-release run. A release that fails its health wait or its post-deployment tests is
+    rolled back to the previous release automatically.
+
+    Args:
+        environment: test, staging or production; must be this deployment's own environment.
+        version: git tag or branch of the application repository to deploy (e.g. v1.0.0).
+        operator: who started the deployment (shown as Responsable in the tracking document).
+        rebuild_server: DESTRUCTIVE: reinstall the VPS through the OVH API first, erasing all its data.
+        project: project name used in the Prefect block names (default technicia).
+        sha: the commit the version must be (set by promote-release, which resolves the version once); empty:
+            resolve the version now.
+        lock_wait_s: how long to wait for another run of this environment to finish before refusing.
     """
     from technicia_deploy import versions
     from technicia_deploy.tracking import publish
@@ -121,23 +206,17 @@ def deploy_environment(environment: str, version: str, operator: str = "unknown"
     publish.tag_flow_run(environment, version)
     try:
         env = preflight(environment, project)
-        sha = versions.resolve(env.application.repository, version)
+        sha = versions.check_sha(sha) if sha else versions.resolve(env.application.repository, version)
         publish.record_commit(sha)
-        logger.info("deploying %s (%s) to %s for %s", version, sha[:12], environment, operator)
-        publish.start_progress(environment)
-        plan = _plan(environment, version, sha, project, rebuild_server)
-        results: dict[str, Any] = {}
-        with tags(steps.env_tag(environment), steps.release_tag(version)):
-            for phase in steps.PHASES:
-                ran = [step.id for step in phase.steps if step.id in plan]
-                if not ran:
-                    continue
-                if phase.id in CONCURRENT_PHASES:
-                    results.update(_run_together({step_id: plan[step_id] for step_id in ran}))
-                else:
-                    for step_id in ran:
-                        results[step_id] = plan[step_id]()
-                _publish_phase(environment, phase.id, ran)
+        _guard(environment, sha)
+        from prefect.runtime import flow_run
+
+        with environment_lock.hold(environment, project, str(flow_run.id), wait_s=lock_wait_s, logger=logger):
+            logger.info("deploying %s (%s) to %s for %s", version, sha[:12], environment, operator)
+            publish.start_progress(environment)
+            plan = _plan(environment, version, sha, project, rebuild_server)
+            with tags(steps.env_tag(environment), steps.release_tag(version)):
+                results = _run_phases(plan, environment, project, version, sha)
         return {"environment": environment, "version": version, "sha": sha, "steps": results}
     finally:
         runtime.release()

@@ -30,7 +30,14 @@ def environments_for(environment: str) -> tuple[str, ...]:
 def smoke_api_keys(
     environment: str = "all", message: bool = False, project: str = "technicia", timeout: float = 20.0
 ) -> list[dict[str, Any]]:
-    """Smoke-call each key of ``environment`` (or of all three). ``message``: also send Anthropic a 1-token message."""
+    """Smoke-call each cloud API key of one environment, or of all three (one cheap real call per service).
+
+    Args:
+        environment: test, staging, production, or all.
+        message: also send Anthropic a 1-token message (costs a fraction of a cent) instead of only listing models.
+        project: project name used in the Prefect block names (default technicia).
+        timeout: seconds allowed per service, retries included.
+    """
     futures = []
     for name in environments_for(environment):
         with tags(env_tag(name)):

@@ -16,6 +16,8 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 # The sandbox's sample application: images from scratch need a *static* busybox; its registry.
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
+# The Prefect UI as the approval client in the e2e tests (driven by playwright; never `playwright install`).
+command -v chromium >/dev/null || need_apt+=(chromium)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

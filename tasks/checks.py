@@ -53,10 +53,18 @@ def _publish(kind: str, environment: str, rows: list[dict[str, Any]], descriptio
 @tracked_step("checks.functional")
 def functional(environment: str, project: str = "technicia") -> StepResult:
     """Every health endpoint: public ones through HTTPS on the domain, internal ones from the server."""
-    env = runtime.environment(environment, project)
+    outcomes, summary = functional_outcomes(runtime.environment(environment, project))
+    return StepResult("checks.functional", UNCHANGED, summary, {"checks": [o.as_row() for o in outcomes]})
+
+
+def functional_outcomes(env: runtime.EnvironmentContext) -> tuple[list, str]:
+    """Run every declared health check, publish the ``functional-<env>`` table; ChecksFailed if one fails.
+
+    The functional step and the rollback's verification (does the release gone back to serve?) share it.
+    """
     checks = env.settings.health
     if not checks:
-        raise ChecksFailed(f"{environment}: no health checks declared (environments.yaml: environments.{environment}.health)")
+        raise ChecksFailed(f"{env.name}: no health checks declared (environments.yaml: environments.{env.name}.health)")
     site = target(env)
     outcomes = [functional_checks.check_public(site, c) for c in checks if not c.from_server]
     inside = [c for c in checks if c.from_server]
@@ -66,10 +74,10 @@ def functional(environment: str, project: str = "technicia") -> StepResult:
     order = {c.name: i for i, c in enumerate(checks)}
     outcomes.sort(key=lambda o: order[o.name])
     summary = functional_checks.summary(outcomes)
-    _publish("functional", environment, [o.as_row() for o in outcomes], f"Functional tests of {site.url()}: {summary}")
+    _publish("functional", env.name, [o.as_row() for o in outcomes], f"Functional tests of {site.url()}: {summary}")
     if any(not o.ok for o in outcomes):
-        raise ChecksFailed(f"{environment}: {summary}")
-    return StepResult("checks.functional", UNCHANGED, summary, {"checks": [o.as_row() for o in outcomes]})
+        raise ChecksFailed(f"{env.name}: {summary}")
+    return outcomes, summary
 
 
 # --- performance -------------------------------------------------------------------------------------

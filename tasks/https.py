@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from technicia_deploy import dns_check
 from technicia_deploy.commands import nginx
 
@@ -29,10 +32,47 @@ def dns(environment: str, project: str = "technicia", deadline_s: float = DNS_DE
                                      address, settings.dns.ttl)
     servers = dns_check.authoritative_servers(settings.dns.zone, settings.dns.nameservers)
     dns_check.wait_propagated(servers, settings.domain, address, "A", deadline_s=deadline_s)
+    remember_record(environment, project, settings.domain, address, written=change == "changed")
     return StepResult("https.dns", change,
                       f"{settings.domain} A {address} ({'record written, ' if change == 'changed' else ''}"
                       f"answered by {len(servers)} authoritative server(s))",
                       {"domain": settings.domain, "address": address, "nameservers": [str(s) for s in servers]})
+
+
+def record_variable(project: str, environment: str) -> str:
+    """The Prefect Variable that remembers since when the environment's record points at its server."""
+    return re.sub(r"[^a-z0-9_]", "_", f"technicia_dns_record_{project}_{environment}".lower())
+
+
+def remember_record(environment: str, project: str, domain: str, address: str, *, written: bool) -> dict:
+    """Keep the time the record was written (or, for a record the pipeline found in place, first seen).
+
+    OVH's API does not say when a record was created; the promotion's DNS gate needs its age.
+    """
+    from datetime import datetime, timezone
+
+    from prefect.variables import Variable
+
+    name = record_variable(project, environment)
+    known = Variable.get(name, default=None)
+    if not written and isinstance(known, dict) and known.get("domain") == domain and known.get("address") == address:
+        return known
+    value = {"domain": domain, "address": address, "since": datetime.now(timezone.utc).isoformat(),
+             "how": "written" if written else "first seen"}
+    Variable.set(name, value, overwrite=True)
+    return value
+
+
+def recorded_since(environment: str, project: str, domain: str, address: str) -> tuple[Any, str | None]:
+    """(since when, how) the record has pointed at ``address``, or (None, None) if never recorded."""
+    from datetime import datetime
+
+    from prefect.variables import Variable
+
+    known = Variable.get(record_variable(project, environment), default=None)
+    if isinstance(known, dict) and known.get("domain") == domain and known.get("address") == address:
+        return datetime.fromisoformat(known["since"]), known.get("how")
+    return None, None
 
 
 def _certificate_wanted(env: runtime.EnvironmentContext):

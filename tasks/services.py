@@ -15,6 +15,10 @@ HEALTH_DEADLINE_S = 180.0
 HEALTH_POLL_S = 1.0
 
 
+class ReleaseUnhealthy(RuntimeError):
+    """The release's containers did not all become healthy: the flow rolls the environment back."""
+
+
 def layout(env: runtime.EnvironmentContext) -> release.AppLayout:
     return release.AppLayout(env.application.directory, env.project, env.deploy_user)
 
@@ -100,8 +104,8 @@ def deploy(environment: str, version: str, sha: str, project: str = "technicia",
     after = _wait_healthy(facts, health_deadline_s)
     if after.unhealthy() or not after.containers:
         names = ", ".join(f"{c.service} ({c.state}/{c.health})" for c in after.unhealthy()) or "no container"
-        raise RuntimeError(f"{environment}: {version} deployed but not healthy after {health_deadline_s:.0f}s: {names}; "
-                           f"the previous release is kept in {before.current or 'none'}")
+        raise ReleaseUnhealthy(f"{environment}: {version} deployed but not healthy: {names}; "
+                               f"current still names {release.describe_release(before.current)}")
     conn.run(release.switch_current(app, release_dir, before.current), as_user=env.deploy_user)
     conn.run(release.prune_releases(app), as_user=env.deploy_user)
     return StepResult("services.deploy", "changed",
@@ -112,10 +116,16 @@ def deploy(environment: str, version: str, sha: str, project: str = "technicia",
 
 
 def _wait_healthy(read, deadline_s: float) -> release.ServiceFacts:
-    """Poll the containers until all are running and healthy, or the deadline passes (then return what is seen)."""
+    """Poll the containers until all are running and healthy, one has failed for good, or the deadline passes
+    (then return what is seen).
+
+    "unhealthy" is Docker's verdict after the service's own healthcheck retries, and "exited"/"dead" a container
+    that stopped: waiting longer changes nothing, so the rollback starts at once instead of at the deadline.
+    """
     deadline = time.monotonic() + deadline_s
     while True:
         current = read()
-        if (current.containers and not current.unhealthy()) or time.monotonic() > deadline:
+        failed = [c for c in current.containers if c.health == "unhealthy" or c.state in ("exited", "dead")]
+        if (current.containers and not current.unhealthy()) or failed or time.monotonic() > deadline:
             return current
         time.sleep(HEALTH_POLL_S)

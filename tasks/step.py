@@ -30,6 +30,11 @@ class StepResult:
         return asdict(self)
 
 
+def result_of(returned: Any) -> dict[str, Any]:
+    """A step's result as data: a step task returns its final State (so that its message is the summary)."""
+    return returned.result() if hasattr(returned, "result") and hasattr(returned, "type") else returned
+
+
 def outcome(changed: bool) -> str:
     return CHANGED if changed else UNCHANGED
 

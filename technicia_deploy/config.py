@@ -14,14 +14,32 @@ from __future__ import annotations
 
 import os
 import re
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENVIRONMENTS = ("test", "staging", "production")
 EnvironmentName = Literal["test", "staging", "production"]
+
+# An e-mail address as mail servers take it: dot-atom local part, a domain of at least two labels.
+_EMAIL = re.compile(
+    r"(?!\.)(?!.*\.\.)[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}(?<!\.)"
+    r"@(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
+
+
+def is_email(value: str) -> bool:
+    return bool(_EMAIL.fullmatch(value))
+
+
+def _not_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
 
 
 class ConfigError(Exception):
@@ -86,6 +104,13 @@ class Application(_Model):
     compose_file: str = Field(default="docker-compose.yml")
     frontend_port: int = Field(default=8080, ge=1, le=65535, description="front end, published on the server's 127.0.0.1; nginx proxies / to it")
     api_port: int = Field(default=8000, ge=1, le=65535, description="API, published on the server's 127.0.0.1; nginx proxies /api/ to it")
+
+    @field_validator("repository")
+    @classmethod
+    def _repository_given(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty: the git URL of the application repository")
+        return value
 
 
 class OvhSettings(_Model):
@@ -187,6 +212,7 @@ class VoyageSettings(_Model):
     @field_validator("model")
     @classmethod
     def _not_local(cls, value: str) -> str:
+        _not_empty(value)
         if value == "voyage-4-nano":
             raise ValueError("voyage-4-nano runs locally in the SDK and proves nothing about the key")
         return value
@@ -196,6 +222,11 @@ class AnthropicSettings(_Model):
     api_key: SecretRef
     model: str = "claude-sonnet-4-6"
     base_url: str | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _model_given(cls, value: str) -> str:
+        return _not_empty(value)
 
 
 class ApiKeys(_Model):
@@ -220,11 +251,32 @@ class Tls(_Model):
                                   "not publicly trusted (the sandbox's pebble): the post-deployment checks and the "
                                   "monitoring verify the served chain against it; a PEM file path, stored as PEM like ca_bundle")
 
+    @field_validator("email")
+    @classmethod
+    def _email_shape(cls, value: str) -> str:
+        if not is_email(value):
+            raise ValueError(f"{value!r} is not a valid e-mail address (the ACME account's contact, "
+                             "e.g. ops@exemple.fr)")
+        return value
+
 
 class Dns(_Model):
     zone: str = Field(description="the OVH DNS zone, e.g. exemple.fr")
     ttl: int = Field(default=300, ge=60)
     nameservers: list[str] = Field(default_factory=list, description="host[:port] of the zone's authoritative servers; default: the zone's NS records")
+
+
+class Promotion(_Model):
+    """What a promotion must prove before it deploys this environment (used for production, the last stage)."""
+
+    dns_min_age_hours: float = Field(default=24, ge=0, description="the domain's DNS record must be at least this old "
+                                     "(the seed: DNS set up 24 h before the production deployment, for propagation)")
+    dns_age_policy: Literal["block", "warn"] = Field(default="block", description="a record younger than "
+                                                     "dns_min_age_hours blocks the promotion, or only warns")
+    min_quota_headroom_percent: float = Field(default=10, ge=0, le=100, description="each quota a service reports "
+                                              "(remaining / limit) must be above this percentage")
+    approval_timeout_hours: float = Field(default=72, gt=0, description="how long the promotion waits for a human "
+                                          "approval before it ends, production untouched")
 
 
 class Environment(_Model):
@@ -240,6 +292,7 @@ class Environment(_Model):
     performance: Performance = Performance()
     alerts: list[AlertDestination] = Field(default_factory=list)
     api_keys: ApiKeys
+    promotion: Promotion = Promotion()
 
     @model_validator(mode="after")
     def _url_matches_domain(self) -> "Environment":
@@ -290,16 +343,73 @@ def _reason(error: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+def consistency_problems(environments: dict[str, Environment]) -> list[tuple[str, str]]:
+    """What each field alone cannot tell: settings that contradict each other, within or across environments.
+
+    - the firewall's public rules must open the SSH port the pipeline connects to (else it locks itself out);
+    - two environments never share a server (OVH service name, SSH host) or a domain;
+    - health-check names are unique within an environment (they name the checks in reports and alerts).
+    """
+    problems: list[tuple[str, str]] = []
+    owners: dict[tuple[str, str], str] = {}  # (what, normalised value) -> first environment with it
+    for name in ENVIRONMENTS:
+        env = environments.get(name)
+        if env is None:
+            continue
+        at = f"environments.{name}"
+        public = {(rule.port, rule.protocol) for rule in env.firewall.public}
+        if (env.ssh.port, "tcp") not in public:
+            problems.append((f"{at}.firewall.public", f"does not open the SSH port {env.ssh.port}/tcp (ssh.port): "
+                                                      "the pipeline would lock itself out of the server"))
+        shared = [
+            ("server.ovh_service_name", "server", env.server.ovh_service_name.strip().lower()),
+            ("server.host", "server", (env.server.host or "").strip().lower().rstrip(".")),
+            ("domain", "domain", env.domain.strip().lower().rstrip(".")),
+        ]
+        for field, what, value in shared:
+            if not value:
+                continue
+            first = owners.setdefault((field, value), name)
+            if first != name:
+                problems.append((f"{at}.{field}", f"{value!r} is already the {what} of environments.{first}: "
+                                                  f"two environments cannot share a {what}"))
+        seen: dict[str, int] = {}
+        for index, check in enumerate(env.health):
+            key = check.name.strip().lower()
+            if key in seen:
+                problems.append((f"{at}.health[{index}].name",
+                                 f"duplicate health check name {check.name!r} (also health[{seen[key]}])"))
+            else:
+                seen[key] = index
+    return problems
+
+
+def _valid_environments(data: Any) -> dict[str, Environment]:
+    raw = data.get("environments") if isinstance(data, dict) else None
+    valid = {}
+    for name in ENVIRONMENTS if isinstance(raw, dict) else ():
+        try:
+            valid[name] = Environment.model_validate(raw.get(name))
+        except ValidationError:
+            continue
+    return valid
+
+
 def parse(data: Any, file: str | os.PathLike = "environments.yaml") -> Project:
     try:
-        return Project.model_validate(data)
+        project = Project.model_validate(data)
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False, include_input=False):
             loc = error["loc"]
             # Pydantic reports a failed literal key of the environments mapping with a '[key]' suffix.
             problems.append((_loc(tuple(p for p in loc if not (isinstance(p, str) and p.endswith("[key]")))), _reason(error)))
-        raise ConfigError(file, problems) from None
+        # The environments that are valid on their own are still checked against each other: every problem at once.
+        raise ConfigError(file, problems + consistency_problems(_valid_environments(data))) from None
+    problems = consistency_problems(dict(project.environments))
+    if problems:
+        raise ConfigError(file, problems)
+    return project
 
 
 def load(path: str | os.PathLike) -> Project:
@@ -308,6 +418,8 @@ def load(path: str | os.PathLike) -> Project:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(path, [("", f"cannot be read ({exc.strerror})")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [("", f"cannot be read (not UTF-8 text: byte {exc.start})")]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -367,6 +479,35 @@ def secret_refs(model: BaseModel, prefix: str = "") -> list[tuple[str, SecretRef
     return found
 
 
+_ALERT_URL = re.compile(r"environments\.\w+\.alerts\[\d+\]\.url")
+
+
+def mailto_problem(url: str) -> str | None:
+    """Why an apprise ``mailto://``/``mailtos://`` URL has no valid e-mail address (None if it has, or is no mailto).
+
+    The addresses are ``to``/``cc``/``bcc``/``from`` (comma-separated, ``Name <addr>`` allowed), and ``user@host``
+    when there is no ``to``. The reason never quotes the URL: it is a secret (it may carry a password).
+    """
+    split = urlsplit(url.strip())
+    if split.scheme.lower() not in ("mailto", "mailtos"):
+        return None
+    try:
+        params = {k.lower(): v for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        user, host = split.username, split.hostname
+    except ValueError:
+        return "mailto URL cannot be parsed"
+    fields = {name: params[name] for name in ("to", "cc", "bcc", "from") if name in params}
+    if "to" not in fields:
+        if not user:
+            return "mailto URL names no recipient (neither ?to= nor user@domain)"
+        fields["user@domain"] = [f"{unquote(user)}@{host or ''}"]
+    for name, values in fields.items():
+        addresses = [addr for _, addr in getaddresses([v.replace(";", ",") for v in values])]
+        if not addresses or not all(is_email(addr) for addr in addresses):
+            return f"mailto URL: {name} is not a valid e-mail address"
+    return None
+
+
 def resolve_secrets(project: Project, file: str | os.PathLike, environ: dict[str, str] | os._Environ | None = None) -> dict[str, str]:
     """Resolve every secret reference; all failures are reported together, values never."""
     environ = os.environ if environ is None else environ
@@ -378,6 +519,11 @@ def resolve_secrets(project: Project, file: str | os.PathLike, environ: dict[str
             values[path] = ref.resolve(environ, base_dir)
         except ValueError as exc:
             problems.append((path, str(exc)))
+            continue
+        if _ALERT_URL.fullmatch(path):
+            reason = mailto_problem(values[path])
+            if reason:
+                problems.append((path, reason))
     if problems:
         raise ConfigError(file, problems)
     return values

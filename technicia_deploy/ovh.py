@@ -367,14 +367,19 @@ class OvhApi:
 
     # --- DNS
 
+    def records(self, zone: str, subdomain: str, field_type: str) -> list[dict[str, Any]]:
+        """The zone's ``field_type`` records for ``subdomain`` (read only)."""
+        base = f"/domain/zone/{_path_part(zone)}"
+        ids = self.call("GET", f"{base}/record", fieldType=field_type, subDomain=subdomain)
+        return [self.call("GET", f"{base}/record/{i}") for i in ids]
+
     def ensure_record(self, zone: str, subdomain: str, field_type: str, target: str, ttl: int) -> Outcome:
         """Exactly one ``field_type`` record for ``subdomain`` pointing at ``target``.
 
         The zone is refreshed (made visible in DNS) only when something changed.
         """
         base = f"/domain/zone/{_path_part(zone)}"
-        ids = self.call("GET", f"{base}/record", fieldType=field_type, subDomain=subdomain)
-        records = [self.call("GET", f"{base}/record/{i}") for i in ids]
+        records = self.records(zone, subdomain, field_type)
         keep = next((r for r in records if r["target"] == target and r.get("ttl") == ttl), None)
         changed = False
         if keep is None and records:

@@ -87,7 +87,16 @@ PHASES: tuple[Phase, ...] = (
 )
 
 STEPS: tuple[Step, ...] = tuple(step for phase in PHASES for step in phase.steps)
-_BY_ID = {step.id: step for step in STEPS}
+
+# Tracked operations that are not rows of the seed's process tables: what happens when a release
+# fails (going back to the previous one) and what a promotion checks before production. Their
+# task runs are in the history like the steps'; the tracking document shows them with the problem
+# they answer and in the promotion's evidence.
+ROLLBACK = Step("services.rollback", "Retour à la version précédente", "Rollback to the previous release")
+GATES = Step("promotion.gates", "Contrôles avant production", "Pre-production gates")
+OPERATIONS: tuple[Step, ...] = (ROLLBACK, GATES)
+
+_BY_ID = {step.id: step for step in STEPS + OPERATIONS}
 _PHASE_BY_ID = {phase.id: phase for phase in PHASES}
 
 

@@ -27,3 +27,11 @@ def resolve(repository: str, version: str, timeout: float = 60.0) -> str:
     if sha is None:
         raise UnknownVersion(f"version {version!r} does not exist in {repository} (no such tag or branch)")
     return sha
+
+
+def check_sha(sha: str) -> str:
+    """A full commit SHA handed over by a promotion (which resolved the version once), else ValueError."""
+    sha = sha.strip().lower()
+    if not SHA_RE.fullmatch(sha):
+        raise ValueError(f"sha {sha!r} is not a full 40-hex commit SHA")
+    return sha

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Command groups, in the order --help lists them.
-COMMAND_MODULES = ("blocks", "sandbox", "deploy", "smoke", "report")
+COMMAND_MODULES = ("blocks", "sandbox", "dns", "deploy", "promote", "approve", "rollback", "smoke", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,15 +27,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A user error (bad file, bad YAML, unknown environment or version, no server) is one `error: ...` line on
+    # stderr and exit status 2; anything else is a bug and keeps its traceback.
     from technicia_deploy.config import ConfigError
+    from technicia_deploy.versions import UnknownVersion
+
+    from technicia_deploy.cli import server
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # a bad invocation: argparse's usage + error, exit status 2
     try:
+        if getattr(args, "needs_prefect", False):
+            # Every command that reads or writes the run history finds the server the same way.
+            args.prefect_url = server.use()
         return int(args.func(args) or 0)
-    except ConfigError as exc:
-        # The message names the file, field and reason, never a secret value.
+    except server.NoPrefectServer as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        # One line per problem, each naming the file, field and reason, never a secret value.
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    except UnknownVersion as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a file the command was given: not a user error we can name
+            raise
+        print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "whose content differs. An invalid file changes nothing.",
     )
     apply.add_argument("file", nargs="?", default="environments.yaml", help="configuration file (default: %(default)s)")
-    apply.set_defaults(func=_apply)
+    apply.set_defaults(func=_apply, needs_prefect=True)
     check = group.add_parser("check", help="validate environments.yaml and its secret references without saving anything")
     check.add_argument("file", nargs="?", default="environments.yaml", help="configuration file (default: %(default)s)")
     check.set_defaults(func=_check)

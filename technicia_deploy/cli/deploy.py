@@ -1,18 +1,25 @@
-"""``technicia-deploy deploy ENV --version REF``: run the deploy-environment flow now, from this machine."""
+"""``technicia-deploy deploy ENV --version REF``: run the deploy-environment flow now, from this machine.
+
+Test and staging only: production is deployed by an approved promotion (``technicia-deploy promote``).
+The flow takes the environment's lock itself, so a run started here and one started from the UI never
+overlap.
+"""
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
+
+from technicia_deploy.promotion import HOW_TO_PROMOTE, PROMOTED_ENVIRONMENT
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "deploy", help="deploy a version to an environment (runs the deploy-environment flow here)",
+        "deploy", help="deploy a version to test or staging (runs the deploy-environment flow here)",
         description="Run the deploy-environment flow in this process against the Prefect server "
-        "($PREFECT_API_URL, else the local sandbox's server). The run and its steps appear in the Prefect UI.",
+        "($PREFECT_API_URL, else the local sandbox's server). The run and its steps appear in the Prefect UI. "
+        "Production is deployed only by an approved promotion: see `technicia-deploy promote`.",
     )
     parser.add_argument("environment", choices=("test", "staging", "production"))
     parser.add_argument("--version", required=True, help="git tag or branch of the application to deploy")
@@ -20,35 +27,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--rebuild-server", action="store_true",
                         help="reinstall the VPS through OVH first (DESTROYS the server's data)")
     parser.add_argument("--project", default="technicia", help="project name used in block names (default: %(default)s)")
-    parser.set_defaults(func=_deploy)
-
-
-def prefect_api_url() -> str | None:
-    """$PREFECT_API_URL, else the URL of the local sandbox's Prefect server, if one is up."""
-    if os.environ.get("PREFECT_API_URL"):
-        return os.environ["PREFECT_API_URL"]
-    from technicia_deploy.sandbox.state import SandboxState
-
-    state = SandboxState.load()
-    return (state.data.get("prefect") or {}).get("url")
+    parser.add_argument("--lock-wait", type=float, default=None, metavar="SECONDS",
+                        help="how long to wait for another run of this environment before giving up")
+    parser.set_defaults(func=_deploy, needs_prefect=True)
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    url = prefect_api_url()
-    if not url:
-        print("error: no Prefect server: set PREFECT_API_URL, or run `technicia-deploy sandbox up`", file=sys.stderr)
+    if args.environment == PROMOTED_ENVIRONMENT:
+        print(f"error: `deploy production` refused: {HOW_TO_PROMOTE}", file=sys.stderr)
         return 2
-    os.environ["PREFECT_API_URL"] = url
-    os.environ.setdefault("DO_NOT_TRACK", "1")
     from prefect.states import State
 
     from flows.deploy_environment import deploy_environment
+    from technicia_deploy.cli.server import ui_url
 
+    options = {"lock_wait_s": args.lock_wait} if args.lock_wait is not None else {}
     state: State = deploy_environment(environment=args.environment, version=args.version,
                                       operator=args.operator or getpass.getuser(), rebuild_server=args.rebuild_server,
-                                      project=args.project, return_state=True)
-    ui = url.removesuffix("/api")
-    print(f"\n{args.environment}: {state.name}. Run history: {ui}/runs  (report: technicia-deploy report)")
+                                      project=args.project, return_state=True, **options)
+    print(f"\n{args.environment}: {state.name}. Run history: {ui_url(args.prefect_url)}/runs  "
+          "(report: technicia-deploy report)")
     if not state.is_completed():
         print(f"error: {state.message}", file=sys.stderr)
         return 1

@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.add_argument("--output", "-o", metavar="FILE", help="write the markdown here instead of standard output")
     report.add_argument("--config", metavar="FILE", help="environments.yaml to take URLs, servers and ports from")
     report.add_argument("--max-runs", type=int, default=1000, help="deployment runs read, newest first (default: %(default)s)")
-    report.set_defaults(func=_report)
+    report.add_argument("--allow-empty", action="store_true",
+                        help="render the document even when the server has no deployment run yet")
+    report.set_defaults(func=_report, needs_prefect=True)
 
     problem = sub.add_parser("problem", help="annotate the problems listed in the tracking document")
     actions = problem.add_subparsers(dest="problem_command", metavar="ACTION", required=True)
@@ -33,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     note.add_argument("id", help="problem ID from the report, e.g. P-1a2b3c4d")
     note.add_argument("text", help="the note")
     note.add_argument("--by", default=None, help="author (default: the current user)")
-    note.set_defaults(func=_note)
+    note.set_defaults(func=_note, needs_prefect=True)
 
 
 def _environments(config: str | None):
@@ -48,7 +50,7 @@ def _environments(config: str | None):
 def _unreachable(exc: Exception) -> int:
     from prefect.settings import PREFECT_API_URL
 
-    where = PREFECT_API_URL.value() or "the local (ephemeral) Prefect database"
+    where = PREFECT_API_URL.value()
     print(f"error: the Prefect API at {where} did not answer ({type(exc).__name__}: {exc}); "
           "start it or set PREFECT_API_URL", file=sys.stderr)
     return 1
@@ -67,6 +69,10 @@ def _report(args: argparse.Namespace) -> int:
             history = read_history(client, environments=environments, max_runs=args.max_runs)
     except httpx.TransportError as exc:
         return _unreachable(exc)
+    if not history.deploy_runs and not args.allow_empty:
+        print(f"error: the Prefect server at {args.prefect_url} has no deployment run: is it the server the "
+              "deployments ran against? (--allow-empty renders the not-yet-started document anyway)", file=sys.stderr)
+        return 1
     document = render(history, args.lang)
     if args.output:
         Path(args.output).write_text(document, encoding="utf-8")

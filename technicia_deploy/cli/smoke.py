@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--message", action="store_true", help="also send Anthropic a 1-token message (costs a fraction of a cent)")
     parser.add_argument("--project", default="technicia", help="project name, the prefix of the block names (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds allowed per service, retries included (default: %(default)s)")
-    parser.set_defaults(func=_smoke)
+    parser.set_defaults(func=_smoke, needs_prefect=True)
 
 
 def format_table(results: list[dict]) -> str:

@@ -144,6 +144,7 @@ class Container:
     id: str
     state: str  # running, exited, ...
     health: str  # healthy, unhealthy, starting, none
+    release_dir: str | None = None  # the checkout compose started it from (its working_dir label)
 
     @property
     def ready(self) -> bool:
@@ -160,10 +161,18 @@ class ServiceFacts:
     def unhealthy(self) -> list[Container]:
         return [c for c in self.containers if not c.ready]
 
+    def running(self) -> list[Container]:
+        return [c for c in self.containers if c.state == "running"]
+
+    def serves(self, release_dir: str) -> bool:
+        """Every service runs healthy from ``release_dir`` (nothing else is up)."""
+        return bool(self.containers) and not self.unhealthy() and all(c.release_dir == release_dir for c in self.containers)
+
 
 def services_fact_command(layout: AppLayout) -> str:
     fmt = "{{.Id}} {{index .Config.Labels \"com.docker.compose.service\"}} {{.State.Status}} " \
-          "{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}"
+          "{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} " \
+          "{{index .Config.Labels \"com.docker.compose.project.working_dir\"}}"
     return fact_script([
         ("current", f"readlink {q(layout.current)}"),
         ("previous", f"readlink {q(layout.previous)}"),
@@ -181,8 +190,9 @@ def parse_service_facts(output: str) -> ServiceFacts:
     containers = []
     for line in s["containers"].lines:
         parts = line.split()
-        if len(parts) == 4:
-            containers.append(Container(service=parts[1], id=parts[0], state=parts[2], health=parts[3]))
+        if len(parts) in (4, 5):
+            containers.append(Container(service=parts[1], id=parts[0], state=parts[2], health=parts[3],
+                                        release_dir=parts[4] if len(parts) == 5 else None))
     return ServiceFacts(link(s["current"]), link(s["previous"]), tuple(sorted(containers, key=lambda c: c.service)),
                         docker_ok=s["containers"].ok)
 
@@ -208,3 +218,45 @@ def prune_releases(layout: AppLayout, keep: int = KEEP_RELEASES) -> str:
         f"ls -1t | tail -n +{keep + 1} | while read -r r; do "
         f"[ \"$PWD/$r\" = \"$cur\" ] || [ \"$PWD/$r\" = \"$prev\" ] || rm -rf -- \"$r\"; done"
     )
+
+
+# -- rollback ----------------------------------------------------------------------------
+def describe_release(release_dir: str | None) -> str:
+    """``v1.0.0 (0123456789ab)`` from a release directory's name (``<version>-<sha12>``)."""
+    if not release_dir:
+        return "none"
+    name = posixpath.basename(release_dir.rstrip("/"))
+    version, _, sha = name.rpartition("-")
+    return f"{version} ({sha})" if version and re.fullmatch(r"[0-9a-f]{12}", sha) else name
+
+
+def rollback_target(facts: ServiceFacts, failed_release_dir: str | None) -> str | None:
+    """The release to go back to: the one ``current`` still names when the failed release never became
+    current (its health wait failed), else ``previous``. None: there is nothing to go back to.
+
+    ``failed_release_dir`` None means an on-demand rollback, which goes from ``current`` to ``previous``.
+    """
+    if failed_release_dir and facts.current and facts.current != failed_release_dir:
+        return facts.current
+    if facts.previous and facts.previous != (failed_release_dir or facts.current):
+        return facts.previous
+    return None
+
+
+def rollback_operations(facts: ServiceFacts, layout: AppLayout, target: str, command: str) -> list[str]:
+    """What is still needed for ``target`` to serve: its deploy command (its compose file, .env and images,
+    all kept in its release dir and on the server's Docker) unless it already runs healthy, then ``current``
+    pointed back at it. ``previous`` is dropped: the release rolled back from is not a release to go back to."""
+    ops = []
+    if not facts.serves(target):
+        ops.append(deploy_command(layout, target, command))
+    if facts.current != target:
+        ops.append("\n".join(["set -e", f"cd {q(layout.directory)}",
+                               f"ln -sfn {q(target)} .current.tmp && mv -T .current.tmp current", "rm -f previous"]))
+    return ops
+
+
+def stop_services_command(layout: AppLayout) -> str:
+    """Stop every container of the compose project (a first release that failed has nothing to go back to)."""
+    return (f"ids=$(docker ps -q --filter label=com.docker.compose.project={q(layout.project)}) && "
+            "if [ -n \"$ids\" ]; then docker stop $ids >/dev/null; fi")

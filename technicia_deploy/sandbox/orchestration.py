@@ -47,7 +47,9 @@ def up(state: SandboxState, url: str, log: Callable[[str], None]) -> None:
         state.save()
         log(f"deployments registered from {DEPLOY_FILE.name} on pool {WORK_POOL}")
     env = {"PREFECT_API_URL": url, "TECHNICIA_DEPLOY_DIR": str(PROJECT_DIR), "DO_NOT_TRACK": "1",
-           "PREFECT_HOME": str(state.path("prefect"))}
+           "PREFECT_HOME": str(state.path("prefect")),
+           # Poll every 2 s (default 10): a resumed approval or a UI run starts without a long pause.
+           "PREFECT_WORKER_QUERY_SECONDS": "2"}
     pid = processes.start(state, WORKER_DAEMON, [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL],
                           env=env, cwd=PROJECT_DIR)
     log(f"worker on pool {WORK_POOL}: pid {pid} (log {state.logs / (WORKER_DAEMON + '.log')})")

@@ -123,6 +123,9 @@ def sandbox_config(data: dict) -> dict:
             # The receiver component's webhook + SMTP destinations (secret files under the state dir).
             "alerts": (data.get("receiver") or {}).get("destinations", {}).get(env, []),
             "api_keys": data["cloud"]["environments"][env]["api_keys"],
+            # A sandbox cannot wait the seed's 24 h between preparing production's DNS and promoting:
+            # the DNS gate still checks the record and its age, and warns instead of blocking.
+            **({"promotion": {"dns_age_policy": "warn"}} if env == "production" else {}),
         }
     return {
         "name": "technicia",

@@ -43,6 +43,8 @@ _FR = {
     # environment states
     "env_not_deployed": "Non déployé", "env_deploying": "Déploiement en cours", "env_deployed": "Déployé",
     "env_failed": "Échec du déploiement",
+    "env_rolled_back": "Retour à {release} ({failed} en échec)",
+    "pb_rolled_back": "Retour automatique à {release}, vérifié par les tests fonctionnels",
     "env_test": "Test", "env_staging": "Staging", "env_production": "Production",
     # server parameters
     "p_model": "Modèle", "p_vcores": "CPU", "p_ram_gb": "RAM", "p_disk_gb": "Stockage", "p_os": "OS",
@@ -90,6 +92,7 @@ _FR = {
     "note_quotas_ok": "Les quotas d'API des services cloud ont été vérifiés en production le {when} (tous les services répondent).",
     "note_quotas_bad": "Les quotas d'API des services cloud doivent être vérifiés avant la mise en production : {detail}.",
     "note_quotas_none": "aucune vérification des clés de production",
+    "note_quotas_confirmed": "Quotas confirmés vérifiés lors de l'approbation de production ({who}, {when}).",
     "note_quotas_failing": "en échec : {services}",
     "note_dns_ok": "La configuration DNS de production date du {when}, soit {hours} h avant {ref} (≥ 24 h pour la propagation).",
     "note_dns_short": "La configuration DNS de production date du {when}, seulement {hours} h avant {ref} : il faut 24 h de propagation.",
@@ -139,6 +142,8 @@ _EN = {
     "st_planned": "Planned",
     "env_not_deployed": "Not deployed", "env_deploying": "Deploying", "env_deployed": "Deployed",
     "env_failed": "Deployment failed",
+    "env_rolled_back": "Rolled back to {release} ({failed} failed)",
+    "pb_rolled_back": "rolled back to {release} automatically, verified by the functional tests",
     "env_test": "Test", "env_staging": "Staging", "env_production": "Production",
     "p_model": "Model", "p_vcores": "CPU", "p_ram_gb": "RAM", "p_disk_gb": "Storage", "p_os": "OS",
     "p_zone": "Location", "p_ip": "IP", "p_domain": "Domain name",
@@ -178,6 +183,7 @@ _EN = {
     "note_quotas_ok": "Cloud API quotas were verified in production on {when} (every service answers).",
     "note_quotas_bad": "Cloud API quotas must be verified before the production deployment: {detail}.",
     "note_quotas_none": "the production keys have never been checked",
+    "note_quotas_confirmed": "Quotas confirmed verified at the production approval ({who}, {when}).",
     "note_quotas_failing": "failing: {services}",
     "note_dns_ok": "Production DNS was configured on {when}, {hours} h before {ref} (≥ 24 h for propagation).",
     "note_dns_short": "Production DNS was configured on {when}, only {hours} h before {ref}: propagation needs 24 h.",

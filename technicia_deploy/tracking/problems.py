@@ -13,9 +13,12 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from technicia_deploy.steps import ROLLBACK
 from technicia_deploy.tracking.history import FAILED_STATES, FlowRunRecord, ProblemNote, TaskRunRecord
 
 _ID = re.compile(r"^P-[0-9a-f]{8}$")
+# The rollback step's summary starts "rolled back to <version> (<sha12>)" (tasks/rollback.py).
+_ROLLED_BACK = re.compile(r"rolled back to (\S+ \([0-9a-f]{12}\))")
 _EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 
 
@@ -31,6 +34,7 @@ class Problem:
     resolved_by_release: str | None = None
     resolved_by_run: str | None = None
     notes: tuple[ProblemNote, ...] = ()
+    rolled_back_to: str | None = None  # "v1.0.0 (0123456789ab)": the run went back to this release after the failure
 
     @property
     def resolved(self) -> bool:
@@ -68,6 +72,7 @@ def find_problems(
     for task in task_runs:
         if task.environment and task.state_type in FAILED_STATES | {"COMPLETED"}:
             by_pair.setdefault((task.environment, task.step_id), []).append(task)
+    rollbacks = rollbacks_by_run(task_runs)
     notes_by_id: dict[str, list[ProblemNote]] = {}
     for note in notes:
         notes_by_id.setdefault(note.problem_id, []).append(note)
@@ -85,15 +90,26 @@ def find_problems(
                     opened, failures = run, 0
                 failures += 1
             elif opened is not None:  # a success closes the episode
-                problems.append(_problem(env, step_id, opened, failures, run, flow_runs, notes_by_id))
+                problems.append(_problem(env, step_id, opened, failures, run, flow_runs, notes_by_id, rollbacks))
                 opened = None
         if opened is not None:
-            problems.append(_problem(env, step_id, opened, failures, None, flow_runs, notes_by_id))
+            problems.append(_problem(env, step_id, opened, failures, None, flow_runs, notes_by_id, rollbacks))
     problems.sort(key=lambda p: (p.identified_at or _EARLIEST, p.id), reverse=True)
     return problems
 
 
-def _problem(env, step_id, opened, failures, success, flow_runs, notes_by_id) -> Problem:
+def rollbacks_by_run(task_runs: tuple[TaskRunRecord, ...]) -> dict[str, str]:
+    """{flow run id: release gone back to} for every completed rollback step."""
+    found = {}
+    for task in task_runs:
+        if task.step_id == ROLLBACK.id and task.state_type == "COMPLETED" and task.flow_run_id:
+            match = _ROLLED_BACK.search(task.message)
+            if match:
+                found[task.flow_run_id] = match.group(1)
+    return found
+
+
+def _problem(env, step_id, opened, failures, success, flow_runs, notes_by_id, rollbacks=None) -> Problem:
     pid = problem_id(opened.id)
     resolving_run = flow_runs.get(success.flow_run_id) if success and success.flow_run_id else None
     return Problem(
@@ -107,4 +123,5 @@ def _problem(env, step_id, opened, failures, success, flow_runs, notes_by_id) ->
         resolved_by_release=resolving_run.release if resolving_run else None,
         resolved_by_run=resolving_run.name if resolving_run else None,
         notes=tuple(notes_by_id.get(pid, ())),
+        rolled_back_to=(rollbacks or {}).get(opened.flow_run_id or ""),
     )

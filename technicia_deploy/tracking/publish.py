@@ -69,10 +69,16 @@ def record_commit(sha: str) -> None:
     _add_tags([f"sha:{sha[:12]}"], replace_prefixes=("sha:",))
 
 
-def record_approval(approver: str, *, docs_confirmed: bool) -> None:
-    """Tag the current (production) flow run with its approver and the documentation confirmation."""
-    tags = [f"approver:{approver}"] + (["docs-confirmed"] if docs_confirmed else [])
-    _add_tags(tags, replace_prefixes=("approver:", "docs-confirmed"))
+def record_approval(approver: str, *, docs_confirmed: bool, quotas_confirmed: bool = False) -> None:
+    """Tag the current (production) flow run with its approver and the approval's two confirmations."""
+    tags = ([f"approver:{approver}"] + (["docs-confirmed"] if docs_confirmed else [])
+            + (["quotas-confirmed"] if quotas_confirmed else []))
+    _add_tags(tags, replace_prefixes=("approver:", "docs-confirmed", "quotas-confirmed"))
+
+
+def add_tags(tags: list[str]) -> None:
+    """Add ``tags`` to the current flow run (keeping the others)."""
+    _add_tags(tags, replace_prefixes=tuple(tags))
 
 
 def _add_tags(new: list[str], replace_prefixes: tuple[str, ...]) -> None:

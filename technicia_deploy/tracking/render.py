@@ -15,7 +15,7 @@ from technicia_deploy.steps import PHASES, step as catalogue_step
 from technicia_deploy.tracking.history import FAILED_STATES, FINAL_STATES, FlowRunRecord, History, TaskRunRecord
 from technicia_deploy.tracking.labels import Labels
 from technicia_deploy.tracking.messages import parse_step_message
-from technicia_deploy.tracking.problems import Problem, error_text, find_problems
+from technicia_deploy.tracking.problems import Problem, error_text, find_problems, rollbacks_by_run
 
 NOT_STARTED, RUNNING, COMPLETED, BLOCKED, PLANNED = "not_started", "running", "completed", "blocked", "planned"
 ACTIVE_STATES = frozenset({"RUNNING", "PENDING", "PAUSED", "CANCELLING"})
@@ -90,6 +90,7 @@ class _Index:
             if known is None or _time(task.when) >= _time(known.when):
                 steps[task.step_id] = task
         self.problems = find_problems(history.task_runs, self.runs_by_id, history.notes)
+        self.rollbacks = rollbacks_by_run(history.task_runs)  # flow run id -> release it went back to
 
     def latest(self, env: str) -> FlowRunRecord | None:
         runs = self.by_env.get(env)
@@ -229,6 +230,8 @@ def section_environments(ix: _Index, t: Labels) -> list[str]:
             status = t("env_deploying")
         elif latest.state_type == "COMPLETED":
             status = t("env_deployed")
+        elif latest.id in ix.rollbacks:
+            status = t("env_rolled_back", failed=latest.release or "-", release=ix.rollbacks[latest.id])
         else:
             status = t("env_failed")
         version = "-"
@@ -463,7 +466,7 @@ def section_problems(ix: _Index, t: Labels) -> list[str]:
 
 
 def _solution(p: Problem, t: Labels) -> str:
-    parts = []
+    parts = [t("pb_rolled_back", release=p.rolled_back_to)] if p.rolled_back_to else []
     if p.resolved:
         if p.resolved_by_release:
             parts.append(t("pb_resolved_by", release=p.resolved_by_release))
@@ -525,7 +528,11 @@ def _note_quotas(ix: _Index, t: Labels) -> str:
     if failing:
         return f"{t('warn')} " + t("note_quotas_bad", detail=t("note_quotas_failing", services=", ".join(failing)))
     checked = [x for x in (_parse_time(r.get("checked_at")) for r in rows.values()) if x]
-    return f"{t('ok')} " + t("note_quotas_ok", when=t.datetime(max(checked) if checked else None))
+    line = f"{t('ok')} " + t("note_quotas_ok", when=t.datetime(max(checked) if checked else None))
+    approved = next((r for r in ix.by_env.get("production", ()) if r.approver), None)
+    if approved is not None and "quotas-confirmed" in approved.tags:
+        line += " " + t("note_quotas_confirmed", who=approved.approver, when=t.datetime(approved.start or approved.when))
+    return line
 
 
 def _note_dns(ix: _Index, t: Labels) -> str:

@@ -1,7 +1,13 @@
-"""The e2e session's sandbox: one local OVH world for every e2e test, brought up once and removed at the end."""
+"""The e2e session's sandbox: one local OVH world for every e2e test, brought up once and removed at the end.
+
+It runs exactly as `make demo` does: with a Prefect server of its own (UI and server services on, so a
+suspended promotion, its approval timeout and a crashed lock holder's lease behave as in production),
+deployments.yaml registered and a process worker on the pool. Tests in this process talk to that server.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -17,18 +23,27 @@ def _docker_ready() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def sandbox(prefect_server, tmp_path_factory):
+def sandbox(tmp_path_factory):
     """A SandboxState whose world is up: 3 VPSes, OVH API + DNS, pebble, cloud emulators, the sample app,
-    environments.yaml written and applied to the session's Prefect server. Torn down after the session."""
+    its Prefect server and worker, environments.yaml written and applied. Torn down after the session."""
     problem = _docker_ready()
     if problem:
         pytest.fail(f"e2e tests need a Docker engine: {problem}")
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from technicia_deploy.sandbox import world
     from technicia_deploy.sandbox.state import SandboxState
 
     state = SandboxState.load(tmp_path_factory.mktemp("sandbox"))
+    outer = os.environ.pop("PREFECT_API_URL", None)  # the sandbox must start its own server, not use a harness's
     try:
         world.up(state)
-        yield state
+        url = state.data["prefect"]["url"]
+        os.environ["PREFECT_API_URL"] = url  # subprocesses (the CLI) reach the same server
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield state
     finally:
         world.down(state)
+        os.environ.pop("PREFECT_API_URL", None)
+        if outer:
+            os.environ["PREFECT_API_URL"] = outer

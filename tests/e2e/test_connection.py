@@ -37,3 +37,14 @@ def test_a_dropped_connection_is_reopened_and_the_command_runs(vps_connection):
     result = conn.run("echo still-here", sudo=True)
     assert result.stdout.strip() == "still-here"
     assert conn._conn.client.get_transport() is not before
+
+
+def test_stdin_reaches_the_command_whole_and_the_exit_status_is_kept(vps_connection):
+    conn, _ = vps_connection
+    text = "".join(f"KEY_{i}={'x' * 60}\n" for i in range(300))  # ~20 KB, ten times a real .env
+    result = conn.run("sha256sum", stdin=text, sudo=True)
+    import hashlib
+
+    assert result.stdout.split()[0] == hashlib.sha256(text.encode()).hexdigest()
+    failed = conn.run("cat >/dev/null; echo oops >&2; exit 3", stdin="secret-ish\n", check=False)
+    assert (failed.exit_code, failed.stderr.strip()) == (3, "oops")

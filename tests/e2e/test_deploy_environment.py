@@ -262,7 +262,6 @@ def test_no_secret_of_the_deployments_reaches_the_prefect_database(sandbox, firs
     from pathlib import Path
 
     from prefect.logging.handlers import APILogWorker
-    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
 
     config = yaml.safe_load(sandbox.path("environments.yaml").read_text())
     files = [sandbox.data["keys"]["deploy_private_key"]]
@@ -285,7 +284,7 @@ def test_no_secret_of_the_deployments_reaches_the_prefect_database(sandbox, firs
     assert len(secrets) > 10
 
     APILogWorker.drain_all(timeout=10)
-    database = Path(PREFECT_SERVER_DATABASE_CONNECTION_URL.value().split("///", 1)[1])
+    database = Path(sandbox.data["prefect"]["home"]) / "prefect.db"  # the sandbox server's own database
     scanned = [p for p in database.parent.iterdir() if p.name.startswith(database.name)]  # .db, -wal, -shm
     contents = b"".join(p.read_bytes() for p in scanned)
     assert b"services.api_keys" in contents  # the scan sees what the runs wrote

@@ -28,17 +28,28 @@ def test_deploy_file_registers_every_deployment(prefect_server):
     flows = {f["id"]: f["name"] for f in httpx.post(f"{prefect_server}/flows/filter", json={}, timeout=30).json()}
     by_name = {(flows[d["flow_id"]], d["name"]): d for d in deployments}
 
-    for env in ("test", "staging", "production"):
+    for env in ("test", "staging"):
         d = by_name[("deploy-environment", env)]
         assert d["parameters"]["environment"] == env
         assert f"env:{env}" in d["tags"]
         assert d["work_pool_name"] == "technicia"
-        # The per-environment lock: one run at a time, the next one waits.
-        assert d["global_concurrency_limit"]["limit"] == 1
-        assert d["concurrency_options"]["collision_strategy"] == "ENQUEUE"
         assert d["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
         # The version is the operator's choice: required, not defaulted.
         assert "version" in d["parameter_openapi_schema"]["required"]
+    # Production is deployed only by a promotion: no deployment deploys it directly.
+    assert ("deploy-environment", "production") not in by_name
+    promote = by_name[("promote-release", "promote")]
+    assert promote["parameter_openapi_schema"]["required"] == ["version"]
+    for env in ("test", "staging", "production"):
+        assert by_name[("rollback-environment", f"rollback-{env}")]["parameters"]["environment"] == env
+
+    # The run form explains every parameter (Prefect reads the flows' docstring Args:), and says which destroys data.
+    for (flow, name), d in by_name.items():
+        properties = d["parameter_openapi_schema"]["properties"]
+        undescribed = [p for p, schema in properties.items() if not schema.get("description")]
+        assert not undescribed, (flow, name, undescribed)
+    rebuild = by_name[("deploy-environment", "test")]["parameter_openapi_schema"]["properties"]["rebuild_server"]
+    assert "DESTRUCTIVE" in rebuild["description"]
 
     smoke = by_name[("smoke-api-keys", "daily")]
     assert smoke["parameters"] == {"environment": "all", "message": False}

@@ -94,29 +94,144 @@ def _count_tokens(payload: dict) -> int:
     return max(1, len(text) // 4)
 
 
-def _validate_message(payload, registry: Registry, need_max_tokens: bool) -> Response | None:
+# The request fields each endpoint accepts (anything else: "x: Extra inputs are not permitted"): what the
+# anthropic SDK sends (a unit test compares with the installed SDK) and the sampling fields older models take.
+MESSAGE_FIELDS = frozenset({
+    "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "tools", "tool_choice",
+    "thinking", "service_tier", "container", "mcp_servers", "context_management", "cache_control", "diagnostics",
+    "inference_geo", "output_config", "speed", "user_profile_id", "workspace_id", "temperature", "top_k", "top_p",
+})
+COUNT_TOKENS_FIELDS = frozenset({
+    "model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers", "context_management",
+    "cache_control", "output_config", "output_format", "speed", "user_profile_id", "workspace_id",
+})
+_TYPES = {
+    "string": ((str,), "a valid string"),
+    "integer": ((int,), "a valid integer"),
+    "number": ((int, float), "a valid number"),
+    "boolean": ((bool,), "a valid boolean"),
+    "object": ((dict,), "a valid dictionary"),
+    "array": ((list,), "a valid list"),
+}
+
+
+class Invalid(Exception):
+    """One problem with a request body, as Anthropic words it: ``<field path>: <reason>``."""
+
+
+def _expect(value, kind: str, loc: str) -> None:
+    types, words = _TYPES[kind]
+    if (isinstance(value, bool) and kind != "boolean") or not isinstance(value, types):
+        raise Invalid(f"{loc}: Input should be {words}")
+
+
+def _bounded(value, kind: str, loc: str, low: float | None = None, high: float | None = None) -> None:
+    _expect(value, kind, loc)
+    if low is not None and value < low:
+        raise Invalid(f"{loc}: Input should be greater than or equal to {low:g}")
+    if high is not None and value > high:
+        raise Invalid(f"{loc}: Input should be less than or equal to {high:g}")
+
+
+def _blocks(value, loc: str) -> None:
+    """Content given as a list of blocks: objects with a string ``type`` (text blocks carry a string ``text``)."""
+    _expect(value, "array", loc)
+    for i, block in enumerate(value):
+        _expect(block, "object", f"{loc}.{i}")
+        if "type" not in block:
+            raise Invalid(f"{loc}.{i}.type: Field required")
+        _expect(block["type"], "string", f"{loc}.{i}.type")
+        if block["type"] == "text":
+            if "text" not in block:
+                raise Invalid(f"{loc}.{i}.text: Field required")
+            _expect(block["text"], "string", f"{loc}.{i}.text")
+
+
+def check_message_request(payload, fields: frozenset[str], need_max_tokens: bool) -> None:
+    """Raise Invalid for the first problem of a Messages (or count_tokens) request body."""
     if not isinstance(payload, dict):
-        return error(400, "request body must be a JSON object")
-    model = payload.get("model")
-    if not model:
-        return error(400, "model: Field required")
-    if model not in registry.anthropic_models:
-        return error(404, f"model: {model}")
-    messages = payload.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return error(400, "messages: at least one message is required")
+        raise Invalid("body: Input should be a valid dictionary")
+    for name in payload:
+        if name not in fields:
+            raise Invalid(f"{name}: Extra inputs are not permitted")
+    for name in ("model", "messages", "max_tokens") if need_max_tokens else ("model", "messages"):
+        if name not in payload:
+            raise Invalid(f"{name}: Field required")
+    _expect(payload["model"], "string", "model")
+    if not payload["model"]:
+        raise Invalid("model: String should have at least 1 character")
     if need_max_tokens:
-        max_tokens = payload.get("max_tokens")
-        if not isinstance(max_tokens, int) or max_tokens < 1:
-            return error(400, "max_tokens: Field required (an integer >= 1)")
+        _bounded(payload["max_tokens"], "integer", "max_tokens", low=1)
+    messages = payload["messages"]
+    _expect(messages, "array", "messages")
+    if not messages:
+        raise Invalid("messages: at least one message is required")
+    for i, message in enumerate(messages):
+        loc = f"messages.{i}"
+        _expect(message, "object", loc)
+        for name in message:
+            if name not in ("role", "content"):
+                raise Invalid(f"{loc}.{name}: Extra inputs are not permitted")
+        for name in ("role", "content"):
+            if name not in message:
+                raise Invalid(f"{loc}.{name}: Field required")
+        if message["role"] not in ("user", "assistant"):
+            raise Invalid(f"{loc}.role: Input should be 'user' or 'assistant'")
+        if not isinstance(message["content"], str):
+            _blocks(message["content"], f"{loc}.content")
+    if "system" in payload and not isinstance(payload["system"], str):
+        _blocks(payload["system"], "system")
+    optional = {
+        "temperature": ("number", 0, 1), "top_p": ("number", 0, 1), "top_k": ("integer", 0, None),
+        "stream": ("boolean", None, None), "metadata": ("object", None, None), "stop_sequences": ("array", None, None),
+        "tools": ("array", None, None), "tool_choice": ("object", None, None), "thinking": ("object", None, None),
+        "service_tier": ("string", None, None),
+    }
+    for name, (kind, low, high) in optional.items():
+        if name in payload and payload[name] is not None:
+            _bounded(payload[name], kind, name, low, high)
+    for i, stop in enumerate(payload.get("stop_sequences") or []):
+        _expect(stop, "string", f"stop_sequences.{i}")
+    if payload.get("service_tier") not in (None, "auto", "standard_only"):
+        raise Invalid("service_tier: Input should be 'auto' or 'standard_only'")
+    if payload.get("speed") not in (None, "standard", "fast"):
+        raise Invalid("speed: Input should be 'standard' or 'fast'")
+
+
+def _validate_message(req: Request, registry: Registry, need_max_tokens: bool) -> Response | None:
+    payload, not_json = req.parsed_json()
+    if not_json is not None:
+        return error(400, f"There was an error parsing the body of your request: {not_json}")
+    if payload is None:
+        return error(400, "body: Field required (a JSON object)")
+    try:
+        check_message_request(payload, MESSAGE_FIELDS if need_max_tokens else COUNT_TOKENS_FIELDS, need_max_tokens)
+    except Invalid as problem:
+        return error(400, str(problem))
+    if payload["model"] not in registry.anthropic_models:
+        return error(404, f"model: {payload['model']}")
     return None
+
+
+def _limit(req: Request) -> int | Response:
+    raw = req.arg("limit")
+    if raw is None:
+        return 20
+    if not raw.strip().lstrip("-").isdigit():
+        return error(400, "limit: Input should be a valid integer, unable to parse string as an integer")
+    limit = int(raw)
+    if not 1 <= limit <= 1000:
+        return error(400, "limit: Input should be greater than or equal to 1 and less than or equal to 1000")
+    return limit
 
 
 def handle(req: Request, environment: str, registry: Registry, window: RateWindow) -> Response:
     path = req.path.rstrip("/")
     if req.method == "GET" and path == "/v1/models":
         models = [_model(m) for m in registry.anthropic_models]
-        after, limit = req.arg("after_id"), int(req.arg("limit") or 20)
+        after, limit = req.arg("after_id"), _limit(req)
+        if isinstance(limit, Response):
+            return limit
         if after in registry.anthropic_models:
             models = models[registry.anthropic_models.index(after) + 1:]
         page = models[:limit]
@@ -132,14 +247,13 @@ def handle(req: Request, environment: str, registry: Registry, window: RateWindo
             return error(404, f"model: {model_id}")
         return Response(200, _model(model_id))
     if req.method == "POST" and path == "/v1/messages/count_tokens":
-        payload = req.json()
-        problem = _validate_message(payload, registry, need_max_tokens=False)
-        return problem or Response(200, {"input_tokens": _count_tokens(payload)})
+        problem = _validate_message(req, registry, need_max_tokens=False)
+        return problem or Response(200, {"input_tokens": _count_tokens(req.json())})
     if req.method == "POST" and path == "/v1/messages":
-        payload = req.json()
-        problem = _validate_message(payload, registry, need_max_tokens=True)
+        problem = _validate_message(req, registry, need_max_tokens=True)
         if problem:
             return problem
+        payload = req.json()
         input_tokens = _count_tokens(payload)
         output_tokens = min(payload["max_tokens"], 2)
         text = "OK"[:output_tokens]

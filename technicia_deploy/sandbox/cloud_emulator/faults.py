@@ -28,6 +28,8 @@ class Fault:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Fault":
+        if not isinstance(data, dict):
+            raise ValueError("a fault is a JSON object")
         service = data.get("service")
         if service not in SERVICES:
             raise ValueError(f"service must be one of {', '.join(SERVICES)}")
@@ -35,6 +37,18 @@ class Fault:
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
+        status, times = data.get("status"), data.get("times", 1)
+        if status is not None and (type(status) is not int or not 100 <= status <= 599):
+            raise ValueError("status must be an HTTP status code (100-599) or null")
+        if type(times) is not int or times < 1:
+            raise ValueError("times must be an integer >= 1")
+        for name, default in (("retry_after", None), ("delay", 0.0)):
+            value = data.get(name, default)
+            if (value is not None or default is not None) and (type(value) not in (int, float) or value < 0):
+                raise ValueError(f"{name} must be a number >= 0")
+        for name, kind in (("image_error", dict), ("environment", str)):
+            if data.get(name) is not None and not isinstance(data[name], kind):
+                raise ValueError(f"{name} must be {'an object' if kind is dict else 'a string'} or null")
         return cls(**data)
 
 

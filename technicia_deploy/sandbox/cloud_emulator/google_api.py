@@ -114,20 +114,169 @@ def token_endpoint(req: Request, registry: Registry, tokens: TokenStore) -> Resp
     return Response(200, {"access_token": tokens.issue(account.key_id), "expires_in": 3600, "token_type": "Bearer"})
 
 
-def _decode(content) -> bytes | None:
+# --- request bodies, checked the way Google's proto-JSON front end does it ----------------------
+
+
+class Message:
+    """A proto message as its REST (proto-JSON) form: field (lowerCamelCase) -> kind.
+
+    A kind is "string", "bytes", "bool", "int32", "any" (a message the emulator does not look into),
+    a Message, an Enum, ``[kind]`` (repeated) or ``("map", kind)``.
+    """
+
+    def __init__(self, name: str, fields: dict) -> None:
+        self.name, self.fields = name, fields
+
+
+class Enum:
+    def __init__(self, name: str, values: dict[str, int]) -> None:
+        self.name, self.values = name, values
+
+
+class BadRequest(Exception):
+    """A body Google would refuse with 400 INVALID_ARGUMENT; the message is Google's wording."""
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", lambda m: "_" + m.group(1).lower(), name)
+
+
+def _camel(name: str) -> str:
+    return re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), name)
+
+
+def _invalid(path: str, kind, value) -> BadRequest:
+    names = {"string": "TYPE_STRING", "bytes": "TYPE_BYTES", "bool": "TYPE_BOOL", "int32": "TYPE_INT32"}
+    if isinstance(kind, (Message, Enum)):
+        what = f"type.googleapis.com/{kind.name}"
+    else:
+        what = names.get(kind, "TYPE_MESSAGE") if isinstance(kind, str) else "TYPE_MESSAGE"
+    return BadRequest(f"Invalid value at '{path}' ({what}), {json.dumps(value)}")
+
+
+def _base64(value: str) -> bytes | None:
+    """Proto JSON bytes: standard or URL-safe base64, padding optional."""
+    text = value.replace("-", "+").replace("_", "/")
     try:
-        return base64.b64decode(content or "", validate=True)
-    except (ValueError, TypeError):
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except ValueError:
         return None
 
 
+def check_body(value, kind, path: str = "") -> None:
+    """Raise BadRequest for the first part of ``value`` that is not a ``kind`` in proto JSON (null = default)."""
+    if value is None:
+        return
+    if isinstance(kind, list):
+        if not isinstance(value, list):
+            raise _invalid(path, kind[0], value)
+        for i, item in enumerate(value):
+            check_body(item, kind[0], f"{path}[{i}]")
+    elif isinstance(kind, tuple):  # ("map", kind)
+        if not isinstance(value, dict):
+            raise _invalid(path, "map", value)
+        for key, item in value.items():
+            check_body(item, kind[1], f"{path}[{key}]")
+    elif isinstance(kind, Message):
+        if not isinstance(value, dict):
+            raise _invalid(path, kind, value)
+        for key, item in value.items():
+            field = kind.fields.get(_camel(key))
+            if field is None:
+                at = f" at '{path}'" if path else ""
+                raise BadRequest(f'Invalid JSON payload received. Unknown name "{key}"{at}: Cannot find field.')
+            check_body(item, field, f"{path}.{_snake(_camel(key))}" if path else _snake(_camel(key)))
+    elif isinstance(kind, Enum):
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value in kind.values)):
+            raise _invalid(path, kind, value)
+    elif kind == "string":
+        if not isinstance(value, str):
+            raise _invalid(path, kind, value)
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise _invalid(path, kind, value)
+    elif kind == "int32":
+        number = value if isinstance(value, int) and not isinstance(value, bool) else None
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
+            number = int(value)
+        if number is None or not -(2**31) <= number < 2**31:
+            raise _invalid(path, kind, value)
+    elif kind == "bytes":
+        if not isinstance(value, str):
+            raise _invalid(path, kind, value)
+        if _base64(value) is None:
+            shown = value if len(value) <= 40 else value[:40] + "..."
+            raise BadRequest(f"Invalid value at '{path}' (TYPE_BYTES), Base64 decoding failed for \"{shown}\"")
+    elif kind != "any":
+        raise AssertionError(f"unknown kind {kind!r}")
+
+
+def _field(payload: dict, name: str):
+    """A field sent under its lowerCamelCase or its proto (snake_case) name."""
+    return payload.get(name, payload.get(_snake(name)))
+
+
+FEATURE_TYPES = {
+    "TYPE_UNSPECIFIED": 0, "FACE_DETECTION": 1, "LANDMARK_DETECTION": 2, "LOGO_DETECTION": 3, "LABEL_DETECTION": 4,
+    "TEXT_DETECTION": 5, "SAFE_SEARCH_DETECTION": 6, "IMAGE_PROPERTIES": 7, "CROP_HINTS": 9, "WEB_DETECTION": 10,
+    "DOCUMENT_TEXT_DETECTION": 11, "PRODUCT_SEARCH": 12, "OBJECT_LOCALIZATION": 19,
+}
+_VISION = "google.cloud.vision.v1."
+BATCH_ANNOTATE_IMAGES_REQUEST = Message(_VISION + "BatchAnnotateImagesRequest", {
+    "requests": [Message(_VISION + "AnnotateImageRequest", {
+        "image": Message(_VISION + "Image", {
+            "content": "bytes",
+            "source": Message(_VISION + "ImageSource", {"gcsImageUri": "string", "imageUri": "string"}),
+        }),
+        "features": [Message(_VISION + "Feature", {
+            "type": Enum(_VISION + "Feature.Type", FEATURE_TYPES), "maxResults": "int32", "model": "string",
+        })],
+        "imageContext": "any",
+    })],
+    "parent": "string",
+    "labels": ("map", "string"),
+})
+_DOCAI = "google.cloud.documentai.v1."
+PROCESS_REQUEST = Message(_DOCAI + "ProcessRequest", {
+    "name": "string",
+    "inlineDocument": "any",
+    "rawDocument": Message(_DOCAI + "RawDocument", {"content": "bytes", "mimeType": "string", "displayName": "string"}),
+    "gcsDocument": Message(_DOCAI + "GcsDocument", {"gcsUri": "string", "mimeType": "string"}),
+    "skipHumanReview": "bool",
+    "fieldMask": "string",
+    "processOptions": "any",
+    "labels": ("map", "string"),
+    "imagelessMode": "bool",
+})
+
+
+def _parse(req: Request, kind: Message) -> dict:
+    """The body as a checked JSON object, or BadRequest."""
+    payload, not_json = req.parsed_json()
+    if not_json is not None:
+        raise BadRequest(f"Invalid JSON payload received. {not_json}")
+    if payload is None:
+        return {}
+    if not isinstance(payload, dict):
+        raise BadRequest(f"Invalid JSON payload received. Expected an object, got {json.dumps(payload)[:40]}")
+    check_body(payload, kind)
+    return payload
+
+
+def _decode(content) -> bytes | None:
+    return _base64(content) if isinstance(content, str) else None
+
+
 def annotate(req: Request, image_error: dict | None) -> Response:
-    payload = req.json()
-    if not isinstance(payload, dict) or not isinstance(payload.get("requests"), list) or not payload["requests"]:
+    try:
+        payload = _parse(req, BATCH_ANNOTATE_IMAGES_REQUEST)
+    except BadRequest as problem:
+        return error(400, str(problem))
+    if not payload.get("requests"):
         return error(400, "requests: at least one AnnotateImageRequest is required")
     responses = []
     for item in payload["requests"]:
-        data = _decode((item.get("image") or {}).get("content"))
+        data = _decode(((item or {}).get("image") or {}).get("content"))
         if image_error is not None:
             responses.append({"error": image_error})
         elif not data or not (data.startswith(b"\x89PNG") or data.startswith(b"\xff\xd8")):
@@ -146,6 +295,10 @@ def process(req: Request, account: ServiceAccount, registry: Registry) -> Respon
     assert match is not None  # the router only sends matching paths
     project, location, processor_id = match["project"], match["location"], match["processor"]
     resource = f"projects/{project}/locations/{location}/processors/{processor_id}"
+    try:  # a malformed body is refused before any resource is looked at
+        payload = _parse(req, PROCESS_REQUEST)
+    except BadRequest as problem:
+        return error(400, str(problem))
     if project not in account.projects:
         return error(403, f"Permission 'documentai.processors.processOnline' denied on resource '{resource}' (or it may not exist).")
     if registry.processor(project, location, processor_id) is None:
@@ -153,15 +306,20 @@ def process(req: Request, account: ServiceAccount, registry: Registry) -> Respon
         if elsewhere is not None:
             return error(400, f"Processor is in location '{elsewhere.location}', not '{location}': call the {elsewhere.location}-documentai endpoint.")
         return error(404, f"Processor '{resource}' not found.")
-    payload = req.json()
-    raw = (payload or {}).get("rawDocument") or (payload or {}).get("raw_document") or {}
+    raw = _field(payload, "rawDocument")
+    if raw is None:
+        if _field(payload, "inlineDocument") is not None or _field(payload, "gcsDocument") is not None:
+            return error(400, "The sandbox emulator processes raw_document only.")
+        return error(400, "Document is required: set one of inline_document, raw_document or gcs_document.")
+    if not _field(raw, "mimeType"):
+        return error(400, "raw_document.mime_type is required.")
     data = _decode(raw.get("content"))
     if not data or not data.startswith(b"%PDF"):
         return error(400, "Unsupported input file format.")
     text = "\n".join(m.decode("latin-1") for m in re.findall(rb"\(([^)]*)\)\s*Tj", data)) + "\n"
     return Response(200, {
         "document": {
-            "mimeType": raw.get("mimeType", "application/pdf"),
+            "mimeType": _field(raw, "mimeType"),
             "text": text,
             "pages": [{"pageNumber": 1, "dimension": {"width": 612, "height": 792, "unit": "points"}}],
         },

@@ -30,6 +30,15 @@ class Request:
         except ValueError:
             return None
 
+    def parsed_json(self) -> tuple[Any, str | None]:
+        """(the JSON body, None), (None, None) when there is no body, or (None, why it is not JSON)."""
+        if not self.body:
+            return None, None
+        try:
+            return json.loads(self.body), None
+        except ValueError as exc:  # includes a body that is not UTF-8
+            return None, str(exc)
+
     def form(self) -> dict[str, str]:
         return {k: v[0] for k, v in parse_qs(self.body.decode("utf-8", "replace")).items()}
 

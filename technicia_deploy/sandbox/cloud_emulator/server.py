@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import traceback
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -115,16 +116,29 @@ class Emulator:
         return Response(404, {"error": f"no such admin route: {req.method} {req.path}"})
 
 
+def _error_for(service: str | None, status: int, message: str | None) -> Response:
+    """An error in the shape of the service the request was for (a plain one outside the four services)."""
+    if service is None:
+        return Response(status, {"error": message or "internal error"})
+    return ERROR_BUILDERS[service](status, message, None)
+
+
 def _handler_class(emulator: Emulator, quiet: bool) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' connection pools expect
         server_version = "technicia-cloud-emulator"
 
         def _handle(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length) if length else b""
-            req = Request.build(self.command, self.path, dict(self.headers.items()), body)
-            response = emulator.dispatch(req)
+            raw_length = self.headers.get("content-length") or "0"
+            if raw_length.isascii() and raw_length.isdigit():
+                length = int(raw_length)
+                body = self.rfile.read(length) if length else b""
+                req = Request.build(self.command, self.path, dict(self.headers.items()), body)
+                response = self._answer(req)
+            else:  # where the body ends is unknown: answer, then close the connection
+                self.close_connection = True
+                req = Request.build(self.command, self.path, dict(self.headers.items()), b"")
+                response = _error_for(emulator.service_of(req), 400, "Invalid Content-Length header.")
             payload = response.encoded()
             try:
                 self.send_response(response.status)
@@ -137,6 +151,13 @@ def _handler_class(emulator: Emulator, quiet: bool) -> type[BaseHTTPRequestHandl
                 self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (a hang it timed out on)
+
+        def _answer(self, req: Request) -> Response:
+            try:
+                return emulator.dispatch(req)
+            except Exception:  # an emulator bug: the service's own 500 and a traceback, not a dropped connection
+                traceback.print_exc(file=sys.stderr)
+                return _error_for(emulator.service_of(req), 500, None)
 
         do_GET = do_POST = do_DELETE = do_PUT = _handle
 

@@ -2,6 +2,9 @@
 
 Run as a daemon: ``python -m technicia_deploy.sandbox.ovh_emulator --state DIR --api-port P --dns-port Q``
 (the ``ovh`` sandbox component does it), or in-process with ``Emulator(...).start()``.
+
+Every request is checked against OVH's own declaration of the route's parameters
+(``validation.py``, ``schemas/operations.json``) and refused with OVH's 400 as OVH would.
 """
 
 from technicia_deploy.sandbox.ovh_emulator.auth import AppKeys, new_app_keys

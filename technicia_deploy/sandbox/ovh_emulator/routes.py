@@ -365,8 +365,16 @@ def _firewall(emu: "Emulator", data: dict[str, Any], block: str, ip_on_firewall:
 
 def firewall_list(emu: "Emulator", req: Request) -> list[str]:
     block = _ip_block(emu, req)
-    with emu.store.read() as data:
-        return sorted(data["firewalls"].get(block, {}))
+    enabled, state = req.query.get("enabled"), req.query.get("state")
+    with emu.store.change() as data:
+        firewalls = data["firewalls"].get(block, {})
+        for firewall in firewalls.values():
+            _settle(emu, firewall)
+        return sorted(
+            ip
+            for ip, f in firewalls.items()
+            if (enabled is None or f["enabled"] == (enabled == "true")) and state in (None, f["state"])
+        )
 
 
 def firewall_create(emu: "Emulator", req: Request) -> dict[str, Any]:
@@ -395,12 +403,10 @@ def firewall_get(emu: "Emulator", req: Request) -> dict[str, Any]:
 
 def firewall_update(emu: "Emulator", req: Request) -> None:
     block = _ip_block(emu, req)
-    enabled = req.body.get("enabled")
-    if not isinstance(enabled, bool):
-        raise errors.bad_request("[enabled] Property is mandatory and must be a boolean")
+    enabled = req.body.get("enabled")  # optional in OVH's model: without it the call changes nothing
     with emu.store.change() as data:
         firewall = _firewall(emu, data, block, req.params["ipOnFirewall"])
-        if firewall["enabled"] != enabled:
+        if enabled is not None and firewall["enabled"] != enabled:
             firewall["enabled"] = enabled
             firewall["state"] = "enableFirewallPending" if enabled else "disableFirewallPending"
             firewall["pending_until"] = time.time() + emu.settle_s
@@ -548,10 +554,17 @@ class Route:
     pattern: re.Pattern[str]
     handler: Handler
     signed: bool
+    template: str = ""  # OVH's path, the key of its parameter declarations (validation.py)
 
 
 # Path parameters match one raw (still percent-encoded) segment: "{ip}" is "1.2.3.4%2F32".
 ROUTES = [
-    Route(method, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"), handler, signed)
+    Route(
+        method,
+        re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"),
+        handler,
+        signed,
+        template,
+    )
     for method, template, handler, signed in _TABLE
 ]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from technicia_deploy.sandbox.ovh_emulator import auth, errors, routes
+from technicia_deploy.sandbox.ovh_emulator import auth, errors, routes, validation
 from technicia_deploy.sandbox.ovh_emulator.dns_server import POLL_S, DnsServers
 from technicia_deploy.sandbox.ovh_emulator.store import Store
 
@@ -169,7 +169,8 @@ class Emulator:
                 break
         else:
             raise errors.not_found("Got an invalid (or empty) URL")
-        params = {k: unquote(v) for k, v in match.groupdict().items()}
+        path_params = {k: unquote(v) for k, v in match.groupdict().items()}
+        params = dict(path_params)
         if route.signed:
             with self.store.read() as data:
                 credentials = dict(data["credentials"])
@@ -181,16 +182,30 @@ class Emulator:
             raise errors.bad_request("Invalid JSON received") from None
         if not isinstance(payload, dict):
             raise errors.bad_request("Invalid JSON received: an object was expected")
-        request = routes.Request(method, path, params, dict(parse_qsl(query, keep_blank_values=True)), payload)
+        query_params = dict(parse_qsl(query, keep_blank_values=True))
+        # What OVH's schemas declare for the route (types, required, unknown names, enums, ranges), before any handler.
+        validation.validate(method, route.template, path_params, query_params, payload)
+        request = routes.Request(method, path, params, query_params, payload)
         return route.handler(self, request)
 
     def handle_admin(self, method: str, path: str, headers: Any, body: str) -> Any:
         token = headers.get("X-Emulator-Admin", "")
         if not self.admin_token or not hmac.compare_digest(token, self.admin_token):
             raise errors.not_found("Got an invalid (or empty) URL")
-        payload = json.loads(body) if body else {}
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            raise errors.bad_request("Invalid JSON received") from None
+        if not isinstance(payload, dict):
+            raise errors.bad_request("Invalid JSON received: an object was expected")
         action = path[len(ADMIN_PREFIX) :]
         if (method, action) == ("POST", "faults"):
+            none = type(None)
+            _admin_check(
+                payload,
+                {"path": (str,)},
+                {"status": (int, none), "count": (int,), "method": (str, none), "delay_s": (int, float)},
+            )
             self.inject_fault(
                 payload["path"],
                 payload.get("status", 503),
@@ -201,12 +216,30 @@ class Emulator:
         elif (method, action) == ("DELETE", "faults"):
             self.clear_faults()
         elif (method, action) == ("POST", "credentials"):
+            _admin_check(payload, {"consumerKey": (str,)}, {"rules": (list,), "status": (str,)})
             self.add_credential(
                 payload["consumerKey"], payload.get("rules", auth.ALL_RULES), payload.get("status", "validated")
             )
         else:
             raise errors.not_found("Unknown admin action")
         return None
+
+
+def _admin_check(
+    payload: dict[str, Any], required: dict[str, tuple[type, ...]], optional: dict[str, tuple[type, ...]]
+) -> None:
+    """An admin body holds the required fields, nothing undeclared, each of its JSON type (else a 400)."""
+    unknown = sorted(set(payload) - set(required) - set(optional))
+    if unknown:
+        raise errors.bad_request(f"Received not described parameters: ({', '.join(unknown)})")
+    for name, kinds in {**required, **optional}.items():
+        if name not in payload:
+            if name in required:
+                raise errors.bad_request(f"[{name}] Property is mandatory")
+            continue
+        value = payload[name]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise errors.bad_request(f"[{name}] Given data ({json.dumps(value)}) is not valid")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -220,12 +253,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         emu: Emulator = self.server.emulator  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode() if length else ""
         split = urlsplit(self.path)
         # What python-ovh signed: its endpoint URL + path (+ query string).
         url = f"http://{self.headers.get('Host', '')}{self.path}"
         try:
+            body = self._body()
             if split.path.startswith(ADMIN_PREFIX):
                 status, answer = 200, emu.handle_admin(self.command, split.path, self.headers, body)
             elif split.path.startswith(API_PREFIX + "/"):
@@ -243,6 +275,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _body(self) -> str:
+        raw_length = self.headers.get("Content-Length") or "0"
+        if not (raw_length.isascii() and raw_length.isdigit()):
+            self.close_connection = True  # where this body ends is unknown: the connection cannot be reused
+            raise errors.bad_request("Invalid Content-Length header")
+        length = int(raw_length)
+        data = self.rfile.read(length) if length else b""
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            raise errors.bad_request("Invalid JSON received: the body is not UTF-8") from None
 
     do_GET = do_POST = do_PUT = do_DELETE = _dispatch
 

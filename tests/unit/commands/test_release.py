@@ -93,3 +93,64 @@ def test_switch_current_keeps_the_old_release_as_previous():
 ])
 def test_scripts_are_valid_bash(script):
     subprocess.run(["bash", "-n", "-c", script], check=True)
+
+
+# -- rollback: facts in -> the release to go back to and the commands still needed -> then nothing -----------
+OLD = "/opt/technicia/releases/v1.0.0-aaaaaaaaaaaa"
+NEW = "/opt/technicia/releases/v1.2.0-bbbbbbbbbbbb"
+OLDER = "/opt/technicia/releases/v0.9.0-cccccccccccc"
+
+
+def service_facts(current, previous, running_from, health="healthy"):
+    lines = [f"id{i} {svc} running {health} {running_from}" for i, svc in enumerate(("api", "frontend"))]
+    return release.parse_service_facts(render_sections({
+        "current": (current or "", 0 if current else 1),
+        "previous": (previous or "", 0 if previous else 1),
+        "containers": ("\n".join(lines) if running_from else "", 0),
+    }))
+
+
+def test_containers_say_which_release_they_run():
+    facts = service_facts(OLD, None, NEW, health="unhealthy")
+    assert {c.release_dir for c in facts.containers} == {NEW}
+    assert not facts.serves(NEW) and not facts.serves(OLD)
+    assert service_facts(OLD, None, OLD).serves(OLD)
+
+
+def test_health_failed_before_the_switch_goes_back_to_current():
+    facts = service_facts(OLD, OLDER, NEW, health="unhealthy")
+    target = release.rollback_target(facts, NEW)
+    assert target == OLD
+    # current already names it: only the old release's deploy command is needed, the links stay.
+    assert release.rollback_operations(facts, LAYOUT, target, "./deploy.sh") == [
+        f"cd {OLD} && COMPOSE_PROJECT_NAME=technicia ./deploy.sh"]
+
+
+def test_tests_failed_after_the_switch_go_back_to_previous_and_forget_it():
+    facts = service_facts(NEW, OLD, NEW)
+    target = release.rollback_target(facts, NEW)
+    assert target == OLD
+    assert release.rollback_operations(facts, LAYOUT, target, "./deploy.sh") == [
+        f"cd {OLD} && COMPOSE_PROJECT_NAME=technicia ./deploy.sh",
+        "set -e\ncd /opt/technicia\n"
+        f"ln -sfn {OLD} .current.tmp && mv -T .current.tmp current\nrm -f previous",
+    ]
+    # Once done, the facts give nothing more to do (a re-run after a dropped connection changes nothing).
+    assert release.rollback_operations(service_facts(OLD, None, OLD), LAYOUT, OLD, "./deploy.sh") == []
+
+
+def test_nothing_to_go_back_to():
+    assert release.rollback_target(service_facts(None, None, NEW, health="unhealthy"), NEW) is None  # first deployment
+    assert release.rollback_target(service_facts(OLD, None, OLD), None) is None  # on demand, no previous
+    assert release.stop_services_command(LAYOUT) == (
+        "ids=$(docker ps -q --filter label=com.docker.compose.project=technicia) && "
+        'if [ -n "$ids" ]; then docker stop $ids >/dev/null; fi')
+
+
+def test_on_demand_rollback_goes_from_current_to_previous():
+    assert release.rollback_target(service_facts(NEW, OLD, NEW), None) == OLD
+
+
+def test_release_described_by_version_and_sha():
+    assert release.describe_release(OLD) == "v1.0.0 (aaaaaaaaaaaa)"
+    assert release.describe_release(None) == "none"

@@ -294,3 +294,36 @@ def test_quota_note_names_the_failing_services():
         {"service": "voyageai", "status": "ok"}, {"service": "anthropic", "status": "ok"},
     ], b.clock)
     assert "en échec : Google Cloud (Vision AI)" in render(b.build(), "fr")
+
+
+def _rolled_back_history() -> History:
+    import uuid
+
+    from technicia_deploy.tracking.history import TaskRunRecord
+
+    b = HistoryBuilder()
+    b.deploy("test", "v1.0.0")
+    failed = b.deploy("test", "v1.2.0", fail_at="services.deploy", error="ReleaseUnhealthy: api (running/unhealthy)")
+    b.tasks.append(TaskRunRecord(str(uuid.uuid4()), failed.id, "services.rollback", "test", "COMPLETED", "Completed",
+                                 "changed: rolled back to v1.0.0 (0123456789ab) (from v1.2.0 (bbbbbbbbbbbb)); "
+                                 "functional tests: 5/5 checks passed", failed.end, failed.end, failed.end))
+    return b.build()
+
+
+def test_a_rolled_back_release_shows_where_the_environment_is_and_why():
+    fr, en = render(_rolled_back_history(), "fr"), render(_rolled_back_history(), "en")
+    status, version = row(fr, "## Environnements", "Test")[1], row(fr, "## Environnements", "Test")[4]
+    assert status == "Retour à v1.0.0 (0123456789ab) (v1.2.0 en échec)" and version.startswith("v1.0.0")
+    problem = section(fr, "## Problèmes Rencontrés")
+    assert "ReleaseUnhealthy: api (running/unhealthy)" in problem
+    assert "Retour automatique à v1.0.0 (0123456789ab), vérifié par les tests fonctionnels" in problem
+    assert "rolled back to v1.0.0 (0123456789ab) automatically" in section(en, "## Problems")
+
+
+def test_quota_note_says_who_confirmed_the_quotas_at_the_approval():
+    b = HistoryBuilder()
+    b.deploy("production", "v1.0.0", extra_tags=("approver:dave", "docs-confirmed", "quotas-confirmed"))
+    b.artifact("api-keys-production", [{"service": s, "environment": "production", "status": "ok",
+                                         "checked_at": b.clock.isoformat()} for s in ("documentai", "vision", "voyageai", "anthropic")])
+    notes = section(render(b.build(), "fr"), "## Notes et Observations")
+    assert "Quotas confirmés vérifiés lors de l'approbation de production (dave," in notes
