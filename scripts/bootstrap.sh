@@ -18,6 +18,9 @@ dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 # The Prefect UI as the approval client in the e2e tests (driven by playwright; never `playwright install`).
 command -v chromium >/dev/null || need_apt+=(chromium)
+# The unit tests check the rendered nginx site with `nginx -t` and the sample app with Compose v1 (as on the VPS).
+command -v nginx >/dev/null || need_apt+=(nginx-light)
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -27,6 +30,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Install services without starting them (nginx would take the host's port 80): policy-rc.d says no.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && trap 'rm -f "$policy"' EXIT; fi
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 

@@ -29,13 +29,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def answer(run_id: str, approver: str, *, reject: bool = False, documentation: bool = False, quotas: bool = False,
            comment: str = "") -> None:
     """Resume the suspended promotion with this answer (ValueError/RuntimeError saying why it cannot)."""
+    from uuid import UUID
+
     from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
     from prefect.flow_runs import resume_flow_run
 
     from technicia_deploy.approval import APPROVAL_KEY, ProductionApproval
 
+    try:
+        UUID(run_id)
+    except ValueError:
+        raise ValueError(f"{run_id!r} is not a flow run id (the promotion's id, as `technicia-deploy promote` prints it)") from None
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(run_id)
+        try:
+            run = client.read_flow_run(run_id)
+        except ObjectNotFound:
+            raise ValueError(f"no flow run {run_id} on this Prefect server") from None
         if not (run.state and run.state.is_paused()):
             raise ValueError(f"run {run.name!r} ({run_id}) is {run.state.name if run.state else 'unknown'}, "
                              "not waiting for an approval")

@@ -15,13 +15,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "whose content differs. An invalid file changes nothing.",
     )
     apply.add_argument("file", nargs="?", default="environments.yaml", help="configuration file (default: %(default)s)")
-    apply.set_defaults(func=_apply, needs_prefect=True)
+    apply.set_defaults(func=_apply)
     check = group.add_parser("check", help="validate environments.yaml and its secret references without saving anything")
     check.add_argument("file", nargs="?", default="environments.yaml", help="configuration file (default: %(default)s)")
     check.set_defaults(func=_check)
 
 
 def _apply(args: argparse.Namespace) -> int:
+    from technicia_deploy.cli import server
+
+    _check(args)  # a bad file is refused, naming its problems, before any server is looked for
+    server.use()
     from technicia_deploy.block_sync import apply
 
     changes = apply(args.file)

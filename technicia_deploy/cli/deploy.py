@@ -42,7 +42,8 @@ def _deploy(args: argparse.Namespace) -> int:
     from technicia_deploy.cli.server import ui_url
 
     options = {"lock_wait_s": args.lock_wait} if args.lock_wait is not None else {}
-    state: State = deploy_environment(environment=args.environment, version=args.version,
+    sha = _resolve(args.project, args.environment, args.version)  # a bad version is one error line, no flow run
+    state: State = deploy_environment(environment=args.environment, version=args.version, sha=sha,
                                       operator=args.operator or getpass.getuser(), rebuild_server=args.rebuild_server,
                                       project=args.project, return_state=True, **options)
     print(f"\n{args.environment}: {state.name}. Run history: {ui_url(args.prefect_url)}/runs  "
@@ -51,3 +52,19 @@ def _deploy(args: argparse.Namespace) -> int:
         print(f"error: {state.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _resolve(project: str, environment: str, version: str) -> str:
+    """The commit ``version`` names in the environment's repository (UnknownVersion / LookupError otherwise)."""
+    from prefect.exceptions import ObjectNotFound
+
+    from blocks import TechniciaEnvironment, environment_block_name
+    from technicia_deploy import versions
+
+    name = environment_block_name(project, environment)
+    try:
+        block = TechniciaEnvironment.load(name)
+    except (ValueError, ObjectNotFound):
+        raise versions.UnknownVersion(f"environment {environment!r}: no Prefect block {name!r}; "
+                                      "run `technicia-deploy blocks apply environments.yaml`") from None
+    return versions.resolve(block.app().repository, version)

@@ -162,6 +162,23 @@ def _prefect_healthy(url: str) -> bool:
         return False
 
 
+def _recorded_port(previous: dict) -> int | None:
+    """The port the sandbox's own server had, if it is free now."""
+    import socket
+    from urllib.parse import urlparse
+
+    if not previous.get("managed") or not previous.get("url"):
+        return None
+    port = urlparse(previous["url"]).port
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return None
+    return port
+
+
 def prefect_up(state: SandboxState, log: Log) -> str:
     """The Prefect API URL: $PREFECT_API_URL if set, else a server daemon of the sandbox's own."""
     external = os.environ.get("PREFECT_API_URL")
@@ -173,7 +190,8 @@ def prefect_up(state: SandboxState, log: Log) -> str:
     if previous.get("managed") and processes.pid_of(state, PREFECT_DAEMON) and _prefect_healthy(previous["url"]):
         return previous["url"]
     processes.stop(state, PREFECT_DAEMON)
-    port = processes.free_port()
+    # A restarted server keeps its address (its workers and the UI's open pages find it again) when it can.
+    port = _recorded_port(previous) or processes.free_port()
     url = f"http://127.0.0.1:{port}/api"
     home = state.path("prefect")
     home.mkdir(parents=True, exist_ok=True)

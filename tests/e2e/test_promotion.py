@@ -151,7 +151,7 @@ def test_a_failed_gate_stops_before_production(sandbox, dns_prepared):
 # -- the approved promotion ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def approved_promotion(sandbox, dns_prepared, tmp_path_factory):
-    from technicia_deploy.sandbox import orchestration, processes
+    from technicia_deploy.sandbox import orchestration, processes, world
 
     from tests.e2e.prefect_ui import answer_approval
 
@@ -160,9 +160,12 @@ def approved_promotion(sandbox, dns_prepared, tmp_path_factory):
     assert paused.state.is_paused(), paused.state.message
     before_restart = {env: len(runs) for env, runs in promotion_runs(run_id).items()}
 
-    # The pending approval holds no process: the worker is killed and started again.
+    # The pending approval holds no process: the worker is killed, the Prefect server restarted, both come back.
+    url = sandbox.data["prefect"]["url"]
     assert processes.stop(sandbox, orchestration.WORKER_DAEMON)
-    orchestration.up(sandbox, sandbox.data["prefect"]["url"], lambda line: None)
+    assert processes.stop(sandbox, world.PREFECT_DAEMON)
+    assert world.prefect_up(sandbox, lambda line: None) == url
+    orchestration.up(sandbox, url, lambda line: None)
     assert read_run(run_id).state.is_paused()
 
     shot = tmp_path_factory.mktemp("ui") / "approval-form.png"
@@ -301,3 +304,17 @@ def _utc(timestamp: float):
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(timestamp, tz=timezone.utc)
+
+
+def test_rollback_on_demand_goes_back_once_and_verifies(sandbox, approved_promotion):
+    # After the runs above, test runs v1.0.0 and its previous release is v1.1.0 (the unapproved promotions').
+    assert GOOD in current_release(sandbox, "test")
+    done = cli("rollback", "test", "--operator", "e2e", "--reason", "on-demand check", timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rolled back to v1.1.0" in done.stdout and "functional tests: 5 check(s) passed" in done.stdout
+    assert served_version(sandbox, "test") == NEXT.lstrip("v")
+    # previous was consumed: a second rollback has nothing to go back to and touches nothing.
+    before = current_release(sandbox, "test")
+    again = cli("rollback", "test", "--operator", "e2e", timeout=600)
+    assert again.returncode == 1 and "no previous release to go back to" in again.stderr, again.stderr
+    assert current_release(sandbox, "test") == before

@@ -176,12 +176,7 @@ class Emulator:
                 credentials = dict(data["credentials"])
             auth.verify(headers, method, url, unquote(path), body, self.keys, credentials)
             params["_consumer_key"] = headers.get("X-Ovh-Consumer")
-        try:
-            payload = json.loads(body) if body else {}
-        except ValueError:
-            raise errors.bad_request("Invalid JSON received") from None
-        if not isinstance(payload, dict):
-            raise errors.bad_request("Invalid JSON received: an object was expected")
+        payload = _json_object(body)
         query_params = dict(parse_qsl(query, keep_blank_values=True))
         # What OVH's schemas declare for the route (types, required, unknown names, enums, ranges), before any handler.
         validation.validate(method, route.template, path_params, query_params, payload)
@@ -192,12 +187,7 @@ class Emulator:
         token = headers.get("X-Emulator-Admin", "")
         if not self.admin_token or not hmac.compare_digest(token, self.admin_token):
             raise errors.not_found("Got an invalid (or empty) URL")
-        try:
-            payload = json.loads(body) if body else {}
-        except ValueError:
-            raise errors.bad_request("Invalid JSON received") from None
-        if not isinstance(payload, dict):
-            raise errors.bad_request("Invalid JSON received: an object was expected")
+        payload = _json_object(body)
         action = path[len(ADMIN_PREFIX) :]
         if (method, action) == ("POST", "faults"):
             none = type(None)
@@ -270,11 +260,14 @@ class _Handler(BaseHTTPRequestHandler):
             emu.log.exception("%s %s failed", self.command, split.path)
             status, answer = 500, errors.server_error(500).body
         data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (e.g. timed out on an injected delay)
 
     def _body(self) -> str:
         raw_length = self.headers.get("Content-Length") or "0"
@@ -292,3 +285,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # request lines carry no secret (headers are not logged)
         logging.getLogger("ovh_emulator.http").info("%s " + format, self.address_string(), *args)
+
+
+def _json_object(body: str) -> dict:
+    """A request body as a JSON object ({} when empty); OVH's 400 otherwise."""
+    try:
+        payload = json.loads(body) if body else {}
+    except ValueError:
+        raise errors.bad_request("Invalid JSON received") from None
+    if not isinstance(payload, dict):
+        raise errors.bad_request("Invalid JSON received: an object was expected")
+    return payload
