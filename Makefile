@@ -1,6 +1,8 @@
 # The README's two commands: `make demo` and `make test`.
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# Expanded when a recipe runs, i.e. after bootstrap has installed uv if it was missing.
+UV = $(shell scripts/uv-path)
 
 .PHONY: bootstrap test test-unit demo sandbox-down
 
@@ -9,10 +11,10 @@ bootstrap:
 
 # The whole suite, from nothing: system packages, Docker engine, Python env from uv.lock, then pytest.
 test: bootstrap
-	uv run --frozen pytest
+	$(UV) run --frozen pytest
 
 test-unit: bootstrap
-	uv run --frozen pytest -m "not e2e"
+	$(UV) run --frozen pytest -m "not e2e"
 
 # The main job on the local sandbox: bring up the local OVH world (3 VPS containers, OVH API + DNS,
 # ACME, cloud API emulators, the sample application, a Prefect server and its worker), prepare
@@ -20,13 +22,13 @@ test-unit: bootstrap
 # test and staging, stop at the production approval (printing the UI link and the approve command),
 # answer it as the demo operator, deploy production, then print and write the tracking document.
 demo: bootstrap
-	uv run --frozen technicia-deploy sandbox up
-	uv run --frozen technicia-deploy dns prepare production
-	uv run --frozen technicia-deploy promote v1.0.0 --operator demo --approve-as demo
-	uv run --frozen technicia-deploy report --output .sandbox/deployment-tracking.md
+	$(UV) run --frozen technicia-deploy sandbox up
+	$(UV) run --frozen technicia-deploy dns prepare production
+	$(UV) run --frozen technicia-deploy promote v1.0.0 --operator demo --approve-as demo
+	$(UV) run --frozen technicia-deploy report --output .sandbox/deployment-tracking.md
 	@cat .sandbox/deployment-tracking.md
 	@echo "Tracking document: .sandbox/deployment-tracking.md"
-	@uv run --frozen technicia-deploy sandbox status | grep '^prefect:'
+	@$(UV) run --frozen technicia-deploy sandbox status | grep '^prefect:'
 
 sandbox-down:
-	uv run --frozen technicia-deploy sandbox down
+	$(UV) run --frozen technicia-deploy sandbox down

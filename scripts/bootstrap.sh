@@ -48,7 +48,15 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { echo "bootstrap: dockerd did not start; see /var/log/technicia-dockerd.log" >&2; exit 1; }
 fi
 
-command -v uv >/dev/null || python3 -m pip install -q uv
+# uv: from PATH, else pip's; a Python that is externally managed (Debian's own, PEP 668) gets uv in a venv of
+# ours instead. The Makefile looks in the same two places (scripts/uv-path).
+if ! command -v uv >/dev/null && [ ! -x "$(scripts/uv-path)" ]; then
+  if ! python3 -m pip install -q uv 2>/dev/null; then
+    tools="$(dirname "$(dirname "$(scripts/uv-path)")")"
+    python3 -m venv "$tools" && "$tools/bin/pip" install -q uv
+  fi
+fi
+uv() { "$(scripts/uv-path)" "$@"; }
 # Bytecode compiled at install: the SDKs are large and the first deployment would otherwise
 # spend tens of seconds compiling them on first import.
 uv sync --frozen -q --compile-bytecode
