@@ -3,6 +3,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # Expanded when a recipe runs, i.e. after bootstrap has installed uv if it was missing.
 UV = $(shell scripts/uv-path)
+export UV_SYSTEM_CERTS := 1
 
 .PHONY: bootstrap test test-unit demo sandbox-down
 

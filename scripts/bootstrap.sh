@@ -57,6 +57,8 @@ if ! command -v uv >/dev/null && [ ! -x "$(scripts/uv-path)" ]; then
   fi
 fi
 uv() { "$(scripts/uv-path)" "$@"; }
+# The platform's certificate store, as pip and git use it (a registry behind a TLS proxy is trusted there).
+export UV_SYSTEM_CERTS=1
 # Bytecode compiled at install: the SDKs are large and the first deployment would otherwise
 # spend tens of seconds compiling them on first import.
 uv sync --frozen -q --compile-bytecode
