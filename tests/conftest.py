@@ -15,6 +15,8 @@ os.environ.pop("PREFECT_PROFILE", None)
 
 import pytest  # noqa: E402
 
+from tests.prefect_workers import rebind_prefect_workers  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def prefect_server():
@@ -26,6 +28,7 @@ def prefect_server():
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
+    rebind_prefect_workers()
     with prefect_test_harness(server_startup_timeout=60):
         url = PREFECT_API_URL.value()
         os.environ["PREFECT_API_URL"] = url

@@ -182,11 +182,12 @@ def _recorded_port(previous: dict) -> int | None:
 def prefect_up(state: SandboxState, log: Log) -> str:
     """The Prefect API URL: $PREFECT_API_URL if set, else a server daemon of the sandbox's own."""
     external = os.environ.get("PREFECT_API_URL")
-    if external:
+    previous = state.data.get("prefect") or {}
+    if external and not (previous.get("managed") and external == previous.get("url")):
         state.data["prefect"] = {"url": external, "managed": False}
         state.save()
         return external
-    previous = state.data.get("prefect") or {}
+    # (PREFECT_API_URL naming the sandbox's own server, exported from `sandbox status`, is still the sandbox's.)
     if previous.get("managed") and processes.pid_of(state, PREFECT_DAEMON) and _prefect_healthy(previous["url"]):
         return previous["url"]
     processes.stop(state, PREFECT_DAEMON)

@@ -13,6 +13,8 @@ import subprocess
 
 import pytest
 
+from tests.prefect_workers import rebind_prefect_workers
+
 
 def _docker_ready() -> str | None:
     if shutil.which("docker") is None:
@@ -41,7 +43,9 @@ def sandbox(tmp_path_factory):
         url = state.data["prefect"]["url"]
         os.environ["PREFECT_API_URL"] = url  # subprocesses (the CLI) reach the same server
         with temporary_settings(updates={PREFECT_API_URL: url}):
+            rebind_prefect_workers()
             yield state
+            rebind_prefect_workers()
     finally:
         world.down(state)
         os.environ.pop("PREFECT_API_URL", None)
