@@ -30,10 +30,11 @@ class PromotionStopped(RuntimeError):
 
 def _deploy(environment: str, version: str, sha: str, operator: str, project: str) -> str:
     """Deploy ``environment`` as a subflow unless this promotion already did; returns its flow run id."""
-    from prefect import get_client
+    from prefect import get_client, tags
     from prefect.runtime import flow_run
 
     from flows.deploy_environment import deploy_environment
+    from technicia_deploy.steps import env_tag
 
     logger = get_run_logger()
     with get_client(sync_client=True) as client:
@@ -43,8 +44,10 @@ def _deploy(environment: str, version: str, sha: str, operator: str, project: st
                     environment, version, sha[:12], done.name)
         return str(done.id)
     _pin_subflow_key(deploy_environment, environment)
-    state = deploy_environment(environment=environment, version=version, sha=sha, operator=operator,
-                               project=project, return_state=True)
+    # Tagged from its creation: the alert automation sees the run's tags only if its first state event had them.
+    with tags(env_tag(environment)):
+        state = deploy_environment(environment=environment, version=version, sha=sha, operator=operator,
+                                   project=project, return_state=True)
     if not state.is_completed():
         later = promotion.STAGES[promotion.STAGES.index(environment) + 1:]
         why = (state.message or state.name).removeprefix("Flow run encountered an exception: ")

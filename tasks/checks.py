@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from technicia_deploy import envfile
 from technicia_deploy.checks import functional as functional_checks
 from technicia_deploy.checks import loadtest
 from technicia_deploy.checks import security as security_checks
@@ -52,7 +53,8 @@ def _publish(kind: str, environment: str, rows: list[dict[str, Any]], descriptio
 
 @tracked_step("checks.functional")
 def functional(environment: str, project: str = "technicia") -> StepResult:
-    """Every health endpoint: public ones through HTTPS on the domain, internal ones from the server."""
+    """Every health endpoint: public ones through HTTPS on the domain, internal ones from the server; a health
+    answer that reports the API's keys must report every one set."""
     outcomes, summary = functional_outcomes(runtime.environment(environment, project))
     return StepResult("checks.functional", UNCHANGED, summary, {"checks": [o.as_row() for o in outcomes]})
 
@@ -66,7 +68,9 @@ def functional_outcomes(env: runtime.EnvironmentContext) -> tuple[list, str]:
     if not checks:
         raise ChecksFailed(f"{env.name}: no health checks declared (environments.yaml: environments.{env.name}.health)")
     site = target(env)
-    outcomes = [functional_checks.check_public(site, c) for c in checks if not c.from_server]
+    # The keys the API must report set are the pipeline's side of the .env contract, not a copy of them.
+    outcomes = [functional_checks.check_public(site, c, expected_keys=envfile.ENV_VARIABLES)
+                for c in checks if not c.from_server]
     inside = [c for c in checks if c.from_server]
     if inside:
         output = runtime.connect(env).run(functional_checks.server_probe_command(inside)).stdout

@@ -4,8 +4,11 @@
   the server (technicia_deploy.commands.monitoring), converged idempotently.
 - ``monitoring.alerts``: the destinations (AlertDestinations block, apprise URLs)
   validated, written to the server's root-only destinations file for the script,
-  and a Prefect automation that notifies them when a deploy run of this
-  environment fails or crashes (one notification block per destination).
+  and a Prefect automation that notifies them when any run of this environment
+  (tagged ``env:<env>``: deploy, rollback, DNS; from a deployment, the CLI or a
+  promotion) fails, times out or crashes (one notification block per destination);
+  plus the project's zombie detection: an automation that marks Crashed a run
+  started by a deployment whose heartbeats stopped (its process is gone).
 - ``monitoring.alert_test``: a test alert with a unique id sent to every
   destination from the flow (apprise) and from the server (the script's own
   delivery path); a destination that fails is named and fails the step.
@@ -26,6 +29,14 @@ from tasks.step import CHANGED, UNCHANGED, StepResult, outcome, tracked_step
 
 DEFAULT_PERIOD_S = 60
 DEPLOY_FLOW = "deploy-environment"
+# The flows of this project: the zombie detection watches their runs only.
+PROJECT_FLOWS = ("promote-release", "deploy-environment", "rollback-environment", "prepare-dns", "smoke-api-keys")
+# Flow runs beat this often (PREFECT_FLOWS_HEARTBEAT_FREQUENCY): set for every run of deployments.yaml's
+# deployments (job_variables) and for the sandbox's worker; Prefect's own default is 180 s.
+HEARTBEAT_S = 30
+ZOMBIE_AFTER_S = 3 * HEARTBEAT_S  # no heartbeat (nor a final or parking state) for this long: the process is gone
+# A run's state events that end, or legitimately pause, its heartbeats.
+HEARTBEAT_ENDS = ("Completed", "Failed", "TimedOut", "Cancelled", "Crashed", "Paused", "Suspended", "AwaitingRetry")
 
 
 class AlertsFailed(RuntimeError):
@@ -101,42 +112,108 @@ def ensure_notification_block(name: str, url: str) -> tuple[str, bool]:
     return str(block_id), True
 
 
-def wanted_automation(project: str, environment: str, block_ids: dict[str, str]):
-    from prefect.events.actions import SendNotification
-    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+def zombie_automation_name(project: str) -> str:
+    return f"{project}-crash-zombie-runs"
 
-    trigger = EventTrigger(
-        expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
-        match={"prefect.resource.id": "prefect.flow-run.*"},
-        match_related=[
-            {"prefect.resource.role": "flow", "prefect.resource.name": DEPLOY_FLOW},
-            {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.env:{environment}"},
-        ],
-        posture=Posture.Reactive, threshold=1, within=0,
-    )
-    body = ("Deployment run {{ flow_run.name }} of " + environment + " ended {{ flow_run.state.name }}: "
-            "{{ flow_run.state.message }}\nTags: {{ flow_run.tags | join(', ') }}")
-    actions = [SendNotification(block_document_id=block_id, subject=f"[{project} {environment}] deployment {{{{ flow_run.state.name }}}}",
-                                body=body) for _, block_id in sorted(block_ids.items())]
+
+def _managed(name: str, description: str, trigger, actions):
+    """The automation, its description ending with the digest of its trigger and actions (what is compared)."""
+    from prefect.events.schemas.automations import AutomationCore
+
     trigger_spec = trigger.model_dump(mode="json", exclude={"id"})
-    for key in ("expect", "after"):  # sets: dumped in hash order, which differs between processes
+    for key in ("expect", "after", "for_each"):  # sets: dumped in hash order, which differs between processes
         trigger_spec[key] = sorted(trigger_spec.get(key) or [])
     spec = {"trigger": trigger_spec,
             "actions": [a.model_dump(mode="json") for a in actions]}
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-    return AutomationCore(
-        name=automation_name(project, environment),
-        description=f"Notify {', '.join(sorted(block_ids))} when a {DEPLOY_FLOW} run of {environment} fails or crashes. "
-                    f"Managed by technicia-deploy [spec {digest}]",
-        enabled=True, trigger=trigger, actions=actions,
+    return AutomationCore(name=name, description=f"{description} Managed by technicia-deploy [spec {digest}]",
+                          enabled=True, trigger=trigger, actions=actions)
+
+
+def alert_trigger(environment: str):
+    """Any flow run tagged ``env:<environment>`` that ends Failed, TimedOut or Crashed.
+
+    A flow-run state event carries the run's tags as related resources ``prefect.tag.<tag>`` (role ``tag``),
+    with its flow's and deployment's tags, whoever started the run (Prefect 3.8.8,
+    ``prefect.server.models.events``); every run of an environment carries ``env:<env>``. The server takes
+    those tags from a cache filled at the run's first state event (5 minutes,
+    PREFECT_API_EVENTS_RELATED_RESOURCE_CACHE_TTL), so the tag must be on the run when it is created: the
+    deployments carry it, and the CLI and the promotion create their runs under ``tags(env:<env>)``; the tag
+    the flows add themselves (``tracking.publish.tag_flow_run``) comes too late for these events.
+    """
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    return EventTrigger(
+        expect={"prefect.flow-run.Failed", "prefect.flow-run.TimedOut", "prefect.flow-run.Crashed"},
+        match={"prefect.resource.id": "prefect.flow-run.*"},
+        match_related={"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.env:{environment}"},
+        posture=Posture.Reactive, threshold=1, within=0,
     )
+
+
+def wanted_automation(project: str, environment: str, block_ids: dict[str, str]):
+    from prefect.events.actions import SendNotification
+
+    body = ("Run {{ flow_run.name }} of " + environment + " ended {{ flow_run.state.name }}: "
+            "{{ flow_run.state.message }}\nTags: {{ flow_run.tags | join(', ') }}")
+    actions = [SendNotification(block_document_id=block_id, subject=f"[{project} {environment}] run {{{{ flow_run.state.name }}}}",
+                                body=body) for _, block_id in sorted(block_ids.items())]
+    return _managed(automation_name(project, environment),
+                    f"Notify {', '.join(sorted(block_ids))} when a run of {environment} (tag env:{environment}: "
+                    "deploy, rollback, DNS, however it was started) fails, times out or crashes.",
+                    alert_trigger(environment), actions)
+
+
+def zombie_trigger():
+    """Prefect's "detect zombie flows": after a heartbeat, expect another heartbeat, or a state that ends
+    or pauses the heartbeats, within ZOMBIE_AFTER_S; per flow run. Only runs of this project's flows
+    started by a deployment (their heartbeat names the deployment), whose heartbeat frequency
+    deployments.yaml sets to HEARTBEAT_S: a run beating at Prefect's default (180 s) is never watched
+    with a 90 s window. A run started in-process (the CLI) is found by the next holder of its
+    environment's lock instead (technicia_deploy.environment_lock)."""
+    from datetime import timedelta
+
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    return EventTrigger(
+        after={"prefect.flow-run.heartbeat"},
+        expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{name}" for name in HEARTBEAT_ENDS)},
+        match={"prefect.resource.id": "prefect.flow-run.*"},
+        match_related=[{"prefect.resource.role": "flow", "prefect.resource.name": list(PROJECT_FLOWS)},
+                       {"prefect.resource.role": "deployment"}],
+        for_each={"prefect.resource.id"},
+        posture=Posture.Proactive, threshold=1, within=timedelta(seconds=ZOMBIE_AFTER_S),
+    )
+
+
+def wanted_zombie_automation(project: str):
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+
+    # Not forced: a run that reached a final state meanwhile keeps it (the server refuses the transition).
+    actions = [ChangeFlowRunState(
+        state=StateType.CRASHED, name="Crashed",
+        message=f"process lost: no heartbeat for {ZOMBIE_AFTER_S} s (zombie detection, automation "
+                f"{zombie_automation_name(project)})")]
+    return _managed(zombie_automation_name(project),
+                    f"Mark Crashed a run of {', '.join(PROJECT_FLOWS)} started by a deployment when its heartbeats "
+                    f"(every {HEARTBEAT_S} s) stop for {ZOMBIE_AFTER_S} s: its process is gone.",
+                    zombie_trigger(), actions)
+
+
+def ensure_zombie_automation(project: str) -> str:
+    """Create or update the zombie detection; 'created' | 'updated' | 'unchanged'."""
+    return _ensure(wanted_zombie_automation(project))
 
 
 def ensure_automation(project: str, environment: str, block_ids: dict[str, str]) -> str:
     """Create or update the automation; 'created' | 'updated' | 'unchanged' (compared by its spec digest)."""
+    return _ensure(wanted_automation(project, environment, block_ids))
+
+
+def _ensure(wanted) -> str:
     from prefect.client.orchestration import get_client
 
-    wanted = wanted_automation(project, environment, block_ids)
     with get_client(sync_client=True) as client:
         existing = client.read_automations_by_name(wanted.name)
         if not existing:
@@ -171,14 +248,16 @@ def alerts(environment: str, project: str = "technicia") -> StepResult:
         block_ids[name], changed = ensure_notification_block(notification_block_name(project, environment, name), url)
         blocks_changed |= changed
     automation = ensure_automation(project, environment, block_ids) if block_ids else "none (no destinations)"
-    changed = bool(commands) or blocks_changed or automation in ("created", "updated")
+    zombies = ensure_zombie_automation(project)
+    changed = bool(commands or blocks_changed or {automation, zombies} & {"created", "updated"})
     summary = (f"{len(urls)} destination(s) ({', '.join(urls) or 'none declared'}); server script delivers to "
                f"{', '.join(d.name for d in server_dests) or 'none'}"
                + (f" (not {', '.join(flow_only)}: scheme unsupported by curl delivery)" if flow_only else "")
-               + f"; automation {automation_name(project, environment)}: {automation}")
+               + f"; automation {automation_name(project, environment)}: {automation}"
+               + f"; zombie detection {zombie_automation_name(project)}: {zombies}")
     return StepResult("monitoring.alerts", CHANGED if changed else UNCHANGED, summary,
                       {"destinations": list(urls), "server_destinations": [d.name for d in server_dests],
-                       "flow_only": flow_only, "automation": automation})
+                       "flow_only": flow_only, "automation": automation, "zombie_detection": zombies})
 
 
 # --- monitoring.alert_test ---------------------------------------------------------------------------

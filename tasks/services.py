@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from technicia_deploy import envfile
-from technicia_deploy.commands import files, release
+from technicia_deploy.commands import env_contract, files, release
 from technicia_deploy.connection import CommandFailed
 
 from tasks import runtime
@@ -17,6 +17,10 @@ HEALTH_POLL_S = 1.0
 
 class ReleaseUnhealthy(RuntimeError):
     """The release's containers did not all become healthy: the flow rolls the environment back."""
+
+
+class ContractMismatch(RuntimeError):
+    """The release's .env.example and the pipeline's .env name different variables: nothing is written."""
 
 
 def layout(env: runtime.EnvironmentContext) -> release.AppLayout:
@@ -52,7 +56,8 @@ def checkout(environment: str, version: str, sha: str, project: str = "technicia
 
 @tracked_step("services.api_keys")
 def api_keys(environment: str, version: str, sha: str, project: str = "technicia") -> StepResult:
-    """The release's .env written from the environment's blocks (0600, deploy user, atomic) if it differs."""
+    """The release's .env written from the environment's blocks (0600, deploy user, atomic) if it differs,
+    once its variable names match the release's .env.example (the application's contract)."""
     env = runtime.environment(environment, project)
     keys = env.block.api_keys()
     smoke_summary = _smoke(environment, project, keys)
@@ -60,7 +65,15 @@ def api_keys(environment: str, version: str, sha: str, project: str = "technicia
     release_dir = layout(env).release_dir(version, sha)
     path = env_file_path(env, release_dir)
     text = envfile.render(keys)
-    fact = files.parse_files_facts([path], conn.run(files.files_fact_command([path]), sudo=True).stdout)[path]
+    example = env_contract.example_path(path)
+    # One round trip: the .env's fact and the release's .env.example, the application's side of the contract.
+    facts = env_contract.parse_env_facts(path, example,
+                                         conn.run(env_contract.env_facts_command(path, example), sudo=True).stdout)
+    contract = env_contract.contract(facts, envfile.ENV_VARIABLES)
+    problem = contract.problem()
+    if problem:
+        raise ContractMismatch(f"{environment}: {version} ({sha[:12]}): {problem}")
+    fact = facts.env_file
     wanted = files.WantedFile(path, text, mode=0o600, owner=env.deploy_user, group=env.deploy_user)
     commands = files.ensure_file_from_stdin(fact, wanted)
     for command in commands:
@@ -69,8 +82,10 @@ def api_keys(environment: str, version: str, sha: str, project: str = "technicia
         conn.run(command, sudo=True, stdin=stdin)
     written = "written" if commands else "already up to date"
     return StepResult("services.api_keys", outcome(bool(commands)),
-                      f".env {written} ({len(envfile.ENV_VARIABLES)} variables, sha256 {envfile.digest(text)[:12]}); {smoke_summary}",
-                      {"path": path, "sha256_prefix": envfile.digest(text)[:12]})
+                      f".env {written} ({len(envfile.ENV_VARIABLES)} variables, sha256 {envfile.digest(text)[:12]}; "
+                      f"{contract.summary()}); {smoke_summary}",
+                      {"path": path, "sha256_prefix": envfile.digest(text)[:12],
+                       "contract": example if contract.found else None})
 
 
 def _smoke(environment: str, project: str, keys) -> str:
@@ -80,39 +95,73 @@ def _smoke(environment: str, project: str, keys) -> str:
     return require_working_keys(environment, project, keys=keys)
 
 
-@tracked_step("services.deploy", retries=0)
+# (flow run, release dir) whose deploy command an attempt of services.deploy started: a retry that then
+# finds the release healthy knows that this run deployed it (its earlier attempt lost the connection after).
+_DEPLOY_STARTED: set[tuple[str, str]] = set()
+DEPLOY_RETRIES = 2  # transient faults only (a lost connection, an unreachable server): tasks.step.is_transient
+
+
+@tracked_step("services.deploy", retries=DEPLOY_RETRIES)
 def deploy(environment: str, version: str, sha: str, project: str = "technicia",
            health_deadline_s: float = HEALTH_DEADLINE_S) -> StepResult:
-    """Run the application's deploy command unless the release already runs healthy; then wait for health."""
+    """Run the application's deploy command unless the release already runs healthy; then wait for health.
+
+    Safe to run again after a lost connection (the step retries transient faults, DEPLOY_RETRIES times; a
+    release that is not healthy is never retried but rolled back): every attempt starts from the server's
+    facts; the deploy command is not re-run blindly on a new connection (``rerun_on_drop=False``: the retry
+    reads the facts first) and holds the server's deploy lock, so a copy still running from the lost
+    connection ends before another starts; ``current`` moves only once the release is healthy, and the
+    switch and the prune are idempotent.
+    """
+    from prefect.runtime import flow_run
+
+    from tasks.step import current_attempt
+
     env = runtime.environment(environment, project)
     conn = runtime.connect(env)
     app = layout(env)
     release_dir = app.release_dir(version, sha)
+    started_key = (str(flow_run.id or "local"), release_dir)
+    attempt = current_attempt()
 
     def facts() -> release.ServiceFacts:
         return release.parse_service_facts(conn.run(release.services_fact_command(app), sudo=True).stdout)
 
     before = facts()
     if before.current == release_dir and before.containers and not before.unhealthy():
+        details = {"services": [c.service for c in before.containers], "release_dir": release_dir,
+                   "previous": before.previous}
+        if started_key in _DEPLOY_STARTED:
+            # An earlier attempt ran the deploy command and lost the connection after the switch: finish its work.
+            _DEPLOY_STARTED.discard(started_key)
+            conn.run(release.prune_releases(app), as_user=env.deploy_user)
+            return StepResult("services.deploy", "changed",
+                              f"{version} deployed, {len(before.containers)} services healthy (found so on attempt "
+                              f"{attempt}, after the connection was lost)"
+                              + (f" (previous: {before.previous.rsplit('/', 1)[-1]})" if before.previous else ""),
+                              {**details, "attempt": attempt})
         return StepResult("services.deploy", "unchanged",
-                          f"{version} already running, {len(before.containers)} services healthy",
-                          {"services": [c.service for c in before.containers], "release_dir": release_dir,
-                           "previous": before.previous})
+                          f"{version} already running, {len(before.containers)} services healthy", details)
 
+    _DEPLOY_STARTED.add(started_key)
     conn.run(release.deploy_command(app, release_dir, env.application.deploy_command), as_user=env.deploy_user,
-             timeout=900)
+             timeout=900, rerun_on_drop=False)
     after = _wait_healthy(facts, health_deadline_s)
     if after.unhealthy() or not after.containers:
+        _DEPLOY_STARTED.discard(started_key)
         names = ", ".join(f"{c.service} ({c.state}/{c.health})" for c in after.unhealthy()) or "no container"
         raise ReleaseUnhealthy(f"{environment}: {version} deployed but not healthy: {names}; "
                                f"current still names {release.describe_release(before.current)}")
     conn.run(release.switch_current(app, release_dir, before.current), as_user=env.deploy_user)
     conn.run(release.prune_releases(app), as_user=env.deploy_user)
+    _DEPLOY_STARTED.discard(started_key)
+    retried = f" on attempt {attempt}" if attempt > 1 else ""
     return StepResult("services.deploy", "changed",
-                      f"{version} deployed, {len(after.containers)} services healthy"
+                      f"{version} deployed{retried}, {len(after.containers)} services healthy"
                       + (f" (previous: {before.current.rsplit('/', 1)[-1]})" if before.current and before.current != release_dir else ""),
                       {"services": [c.service for c in after.containers], "release_dir": release_dir,
-                       "previous": before.current if before.current != release_dir else before.previous})
+                       "previous": before.current if before.current != release_dir else before.previous,
+                       **({"attempt": attempt} if attempt > 1 else {})})
 
 
 def _wait_healthy(read, deadline_s: float) -> release.ServiceFacts:

@@ -39,19 +39,49 @@ def outcome(changed: bool) -> str:
     return CHANGED if changed else UNCHANGED
 
 
-def is_transient(task, task_run, state) -> bool:
-    """Retry only faults that can pass by themselves (a plain def: Prefect ignores partials)."""
+def is_transient_error(exc: BaseException) -> bool:
+    """A fault that can pass by itself: the server unreachable or the connection lost under a command
+    (``connection.Unreachable``, ``ConnectionLost``), or an error that says so (``transient = True``:
+    OVH 5xx, cloud rate limits). Never a command's own exit status, a host key mismatch or a refused login."""
     from technicia_deploy.connection import HostKeyMismatch, Unreachable
 
+    if isinstance(exc, HostKeyMismatch):
+        return False
+    if isinstance(exc, Unreachable):
+        return True
+    return bool(getattr(exc, "transient", False))
+
+
+def is_transient(task, task_run, state) -> bool:
+    """Retry only faults that can pass by themselves (a plain def: Prefect ignores partials)."""
     try:
         state.result()
-    except HostKeyMismatch:
-        return False
-    except Unreachable:
-        return True
     except Exception as exc:  # noqa: BLE001 - classification only
-        return bool(getattr(exc, "transient", False))
+        return is_transient_error(exc)
     return False
+
+
+def current_attempt() -> int:
+    """This task run's attempt, 1 for the first run (1 outside a task run)."""
+    from prefect.runtime import task_run
+
+    try:
+        return max(int(task_run.run_count or 1), 1)
+    except Exception:  # noqa: BLE001 - outside a task run
+        return 1
+
+
+def note_attempts(exc: BaseException, step_id: str, attempt: int, retries: int) -> None:
+    """Say in a transient fault's message which attempt of the step it ended and what happens next:
+    the last attempt's message (the step's final error) says how many times the step was retried."""
+    if attempt <= retries:
+        note = f"[{step_id} attempt {attempt} of {retries + 1}: retrying]"
+    elif retries:
+        note = f"[{step_id} gave up after {attempt} attempts: retried {attempt - 1} time(s)]"
+    else:
+        note = f"[{step_id} is not retried automatically]"
+    exc.args = (f"{exc} {note}",)
+    exc.step_attempts = attempt
 
 
 def tracked_step(step_id: str, *, retries: int = 2, retry_delay_seconds: float = 3) -> Callable:
@@ -65,8 +95,14 @@ def tracked_step(step_id: str, *, retries: int = 2, retry_delay_seconds: float =
 
         @functools.wraps(fn)
         def run(*args, **kwargs):
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                if is_transient_error(exc):
+                    note_attempts(exc, step_id, current_attempt(), retries)
+                raise
             # The tracking document's contract builds the state (message format, length cap).
-            return step_completed(fn(*args, **kwargs).as_dict())
+            return step_completed(result.as_dict())
 
         return task(
             name=step_id,

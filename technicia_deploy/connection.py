@@ -7,6 +7,21 @@ a delayed ACK), sudo without a password prompt, secrets passed on stdin only,
 and bounded reconnect-and-retry on a dropped connection. Commands are built
 elsewhere (``technicia_deploy.commands``) and are idempotent, so re-running one
 after a drop is safe.
+
+Faults are classified here, once:
+
+* the server never answered, or the connection/channel went away under a command
+  (EOF, reset, timeout, or a command whose exit status never came: paramiko and so
+  Fabric/Invoke report -1) -> :class:`Unreachable` (:class:`ConnectionLost` for a
+  drop under a command): transient, the steps retry it (``tasks.step.is_transient``);
+* a command that ran and reported an exit status other than 0 -> :class:`CommandFailed`;
+* a different host key -> :class:`HostKeyMismatch`; a refused login, an unreadable key
+  or an SSH negotiation failure -> :class:`ConnectionFailed`: never retried.
+
+After a loss, reconnecting keeps trying for up to ``reboot_wait_s`` from the moment the
+connection was lost (a rebooting server answers again within that bound; a dead one
+never does), and TCP keepalives plus SSH keepalives make a server that vanished
+without a reset (power cut, hard reboot) show as a drop within about a minute.
 """
 
 from __future__ import annotations
@@ -23,6 +38,11 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
+NO_EXIT_STATUS = -1  # paramiko's (so Fabric/Invoke's) exit code when the channel closed without an exit status
+REBOOT_WAIT_S = 180.0  # after a lost connection: how long a reboot may take before the server counts as down
+KEEPALIVE_S = 15  # an SSH keepalive this often: a vanished server shows as a dead socket, not a silent hang
+TCP_USER_TIMEOUT_S = 60  # unacknowledged data for this long aborts the TCP connection (Linux)
+
 
 class ConnectionFailed(Exception):
     """The server could not be reached or refused us; the message says what to check."""
@@ -33,7 +53,61 @@ class HostKeyMismatch(ConnectionFailed):
 
 
 class Unreachable(ConnectionFailed):
-    """Nothing answered at the address (down, rebooting, wrong address or filtered)."""
+    """Nothing answered at the address (down, rebooting, wrong address or filtered), or what answered went
+    away: a fault that can pass by itself, so the steps retry it (bounded)."""
+
+
+class ConnectionLost(Unreachable):
+    """The SSH connection or channel dropped under a command (EOF, reset, timeout, or the channel closed
+    without the command's exit status): the command's outcome is unknown, so it is never a CommandFailed.
+
+    ``drops``: how many times the connection was lost running it; ``reruns``: how many times it was run
+    again on a new connection."""
+
+    def __init__(self, message: str, *, command: str | None = None, drops: int = 1, reruns: int = 0):
+        super().__init__(message)
+        self.command, self.drops, self.reruns = command, drops, reruns
+
+
+class _Dropped(Exception):
+    """Internal: the channel went away under a command without an exception of its own."""
+
+
+def drop_reason(exc: BaseException) -> str | None:
+    """What ``exc``, raised while running a command, says was lost; None when it is not a dropped
+    connection or channel (the exception is then the command's own fault, re-raised as is)."""
+    import paramiko
+    from invoke.exceptions import ThreadException
+
+    if isinstance(exc, _Dropped):
+        return str(exc)
+    if isinstance(exc, ThreadException):  # Invoke's IO threads died: dropped if one of them saw the connection go
+        reasons = [r for r in (drop_reason(w.value) for w in exc.exceptions if isinstance(w.value, BaseException)) if r]
+        return reasons[0] if reasons else None
+    if isinstance(exc, (paramiko.SSHException, EOFError, OSError)):
+        text = str(exc).strip()
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return None
+
+
+def _handshake_interrupted(exc: Exception) -> bool:
+    """An SSH handshake that the server cut short (sshd still starting, restarting, or overloaded)."""
+    return "Error reading SSH protocol banner" in str(exc) or isinstance(exc.__cause__ or exc.__context__,
+                                                                          (EOFError, OSError))
+
+
+def _tune_socket(sock: socket.socket) -> None:
+    """TCP_NODELAY (paramiko does not set it), and keepalive/user-timeout so a dead peer is noticed."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_S), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 4),
+                        ("TCP_USER_TIMEOUT", TCP_USER_TIMEOUT_S * 1000)):
+        option = getattr(socket, name, None)
+        if option is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+            except OSError:  # not supported on this platform: the SSH keepalive still applies
+                pass
 
 
 class CommandFailed(Exception):
@@ -90,16 +164,20 @@ class HostConnection:
     """One SSH connection to one host, shared by every task of a flow run."""
 
     def __init__(self, host: str, port: int, user: str, host_key: str, private_key: str,
-                 connect_timeout: float = 10.0, attempts: int = 3, label: str | None = None):
+                 connect_timeout: float = 10.0, attempts: int = 3, label: str | None = None,
+                 reboot_wait_s: float = REBOOT_WAIT_S):
         self.host, self.port, self.user = host, port, user
         self.host_key = " ".join(host_key.split()[:2])
         self.label = label or f"{user}@{host}:{port}"
         self._pkey = load_private_key(private_key)
         self._connect_timeout = connect_timeout
         self._attempts = attempts
+        self._reboot_wait_s = reboot_wait_s
         self._conn = None
         self._lock = threading.Lock()
+        self._lost_at: float | None = None  # monotonic time the connection was lost, until it is back
         self.commands_run = 0
+        self.reconnects = 0
 
     # -- connecting ---------------------------------------------------------------
     def _open(self):
@@ -111,7 +189,7 @@ class HostConnection:
         except OSError as exc:
             raise Unreachable(f"cannot reach {self.host}:{self.port} over SSH ({exc.strerror or exc}); "
                                    "check the server is up and the address and firewall") from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _tune_socket(sock)
         conn = Connection(
             self.host, user=self.user, port=self.port, connect_timeout=int(self._connect_timeout),
             connect_kwargs={"sock": sock, "pkey": self._pkey, "allow_agent": False, "look_for_keys": False,
@@ -140,74 +218,162 @@ class HostConnection:
             if isinstance(exc, paramiko.AuthenticationException):
                 raise ConnectionFailed(f"{self.label}: SSH authentication failed (is the deploy key authorized for "
                                        f"user {self.user}?)") from None
+            if _handshake_interrupted(exc):
+                raise Unreachable(f"{self.label}: the server cut the SSH handshake short ({exc}); sshd is starting, "
+                                  "restarting or overloaded") from None
             raise ConnectionFailed(f"{self.label}: SSH handshake failed ({exc})") from None
-        except OSError as exc:
+        except (OSError, EOFError) as exc:
             sock.close()
-            raise ConnectionFailed(f"{self.label}: connection lost during the handshake ({exc})") from None
+            raise Unreachable(f"{self.label}: connection lost during the SSH handshake "
+                              f"({drop_reason(exc)})") from None
+        transport = conn.client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(KEEPALIVE_S)
         return conn
 
     def open(self) -> "HostConnection":
-        with self._lock:
-            if self._conn is None or not self._alive():
-                for attempt in range(1, self._attempts + 1):
-                    try:
-                        self._conn = self._open()
-                        break
-                    except Unreachable:
-                        # A server that is rebooting answers again soon; a wrong address never does.
-                        if attempt == self._attempts:
-                            raise
-                        time.sleep(min(1.0 * 2 ** (attempt - 1), 5))
+        self._session()
         return self
+
+    def _session(self):
+        """The live Fabric connection, (re)opened if needed; the object a command runs on."""
+        with self._lock:
+            if self._conn is not None and not self._alive():
+                self._forget(lost=True)  # it died between commands (reboot, network): reconnect below
+            if self._conn is None:
+                self._conn = self._connect()
+            return self._conn
+
+    def _connect(self):
+        """Open the connection: ``attempts`` tries with a short backoff. After a lost connection, keep trying
+        until ``reboot_wait_s`` after the loss: a rebooting server answers again within that bound, a dead
+        one never does (and later calls, such as a step's retry, no longer wait once the bound has passed)."""
+        deadline = self._lost_at + self._reboot_wait_s if self._lost_at is not None else None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                conn = self._open()
+            except Unreachable as exc:
+                now = time.monotonic()
+                waiting = deadline is not None and now < deadline
+                if not waiting and attempt >= self._attempts:
+                    if self._lost_at is None:
+                        raise Unreachable(f"{exc} ({attempt} attempts)") from None
+                    raise Unreachable(f"{exc}; the connection was lost {now - self._lost_at:.0f} s ago and "
+                                      f"{attempt} reconnection attempts since failed (a reboot is waited for up to "
+                                      f"{self._reboot_wait_s:.0f} s): the server is down or did not come back") from None
+                pause = min(1.0 * 2 ** (attempt - 1), 5.0)
+                if waiting:
+                    pause = max(min(pause, deadline - now), 0.05)
+                time.sleep(pause)
+                continue
+            if self._lost_at is not None:
+                self.reconnects += 1
+                log.info("%s: reconnected %.0f s after the connection was lost", self.label,
+                         time.monotonic() - self._lost_at)
+            self._lost_at = None
+            return conn
 
     def _alive(self) -> bool:
         transport = self._conn.client.get_transport() if self._conn else None
         return bool(transport and transport.is_active())
 
+    def _forget(self, *, lost: bool) -> None:
+        """Drop the Fabric connection (with ``self._lock`` held); ``lost``: it went away, remember when."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - what is left of a dead connection may fail to close
+                pass
+            self._conn = None
+        if lost and self._lost_at is None:
+            self._lost_at = time.monotonic()
+
+    def _dropped(self, conn) -> None:
+        """``conn`` went away under a command. Another thread may already have reconnected: only the
+        connection the command ran on is dropped."""
+        with self._lock:
+            if self._conn is conn:
+                self._forget(lost=True)
+            elif self._lost_at is None and self._conn is None:
+                self._lost_at = time.monotonic()
+
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._forget(lost=False)
 
     # -- running --------------------------------------------------------------------
     def run(self, command: str, *, sudo: bool = False, as_user: str | None = None, stdin: str | None = None,
-            check: bool = True, timeout: float | None = 600) -> Result:
+            check: bool = True, timeout: float | None = 600, rerun_on_drop: bool = True) -> Result:
         """Run one command (as root with ``sudo``, as another user with ``as_user``);
-        ``stdin`` carries secret content so it never appears in a command line."""
-        import paramiko
+        ``stdin`` carries secret content so it never appears in a command line.
 
+        A dropped connection or channel is never the command's failure: the command is run again on a new
+        connection (commands are idempotent), up to ``attempts`` times in all, then :class:`ConnectionLost`
+        says what was lost and how often. ``rerun_on_drop=False`` raises it at the first drop instead, for a
+        long command whose caller re-reads the server's state before deciding to run it again."""
         full = sudo_wrap(command, as_user) if (sudo or as_user) else command
-        last_error: Exception | None = None
+        drops: list[str] = []
         for attempt in range(1, self._attempts + 1):
             try:
-                self.open()
-                if stdin is None:
-                    result = self._conn.run(full, hide=True, warn=True, pty=False, timeout=timeout, in_stream=False)
-                    out = Result(result.stdout, result.stderr, result.exited)
-                else:
-                    out = self._run_with_stdin(full, stdin, timeout)
-                self.commands_run += 1
-                if check and not out.ok:
-                    raise CommandFailed(self.label, command, out.exit_code, out.stderr)
-                return out
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                # A dropped connection: reconnect and run again (commands are idempotent).
-                last_error = exc
-                log.warning("%s: connection dropped (%s), attempt %d/%d", self.label, type(exc).__name__, attempt, self._attempts)
-                self.close()
+                conn = self._session()
+            except Unreachable as exc:
+                if not drops:
+                    raise  # never reached the server for this command: the message says why
+                raise ConnectionLost(f"{self.label}: connection lost while running `{_short(command)}` ({drops[-1]}), "
+                                     f"re-ran it {len(drops) - 1} time(s), then could not reconnect: {exc}",
+                                     command=command, drops=len(drops), reruns=len(drops) - 1) from None
+            try:
+                out = self._execute(conn, full, stdin, timeout)
+            except Exception as exc:
+                reason = drop_reason(exc)
+                if reason is None:
+                    raise
+                drops.append(reason)
+                self._dropped(conn)
+                log.warning("%s: connection lost running `%s` (%s), attempt %d/%d", self.label, _short(command, 80),
+                            reason, attempt, self._attempts)
+                if not rerun_on_drop:
+                    raise ConnectionLost(f"{self.label}: connection lost while running `{_short(command)}` ({reason}); "
+                                         "not run again on this connection: its outcome is unknown until the "
+                                         "server's state is read again", command=command) from None
                 if attempt < self._attempts:
                     time.sleep(min(0.5 * 2 ** (attempt - 1), 5))
-        raise ConnectionFailed(f"{self.label}: connection kept dropping ({type(last_error).__name__}) after "
-                               f"{self._attempts} attempts while running `{_short(command)}`")
+                continue
+            self.commands_run += 1
+            if check and not out.ok:
+                raise CommandFailed(self.label, command, out.exit_code, out.stderr)
+            return out
+        raise ConnectionLost(f"{self.label}: connection lost {len(drops)} times while running `{_short(command)}` "
+                             f"(last: {drops[-1]}); re-ran it {len(drops) - 1} time(s) on a new connection, then "
+                             "gave up", command=command, drops=len(drops), reruns=len(drops) - 1)
 
-    def _run_with_stdin(self, command: str, stdin: str, timeout: float | None) -> Result:
+    def _execute(self, conn, full: str, stdin: str | None, timeout: float | None) -> Result:
+        """Run ``full`` once on ``conn``; a missing exit status is a drop, never an exit code."""
+        if stdin is None:
+            result = conn.run(full, hide=True, warn=True, pty=False, timeout=timeout, in_stream=False)
+            out = Result(result.stdout, result.stderr, result.exited)
+        else:
+            out = self._run_with_stdin(conn, full, stdin, timeout)
+        if out.exit_code == NO_EXIT_STATUS:
+            transport = conn.client.get_transport()
+            if transport is not None and transport.is_active():
+                raise _Dropped("the SSH channel closed without the command's exit status (its session was cut, "
+                               "or it was killed by a signal)")
+            raise _Dropped("the SSH connection dropped before the command reported its exit status")
+        return out
+
+    def _run_with_stdin(self, conn, command: str, stdin: str, timeout: float | None) -> Result:
         """Run ``command`` with ``stdin`` sent in one go on the channel, then EOF.
 
         Not through Invoke's ``in_stream``: for a stream that is not a terminal it forwards one byte per
         loop turn with a 10 ms pause, so a 2 KB ``.env`` took ~40 s to write.
         """
-        channel = self._conn.client.get_transport().open_session(timeout=timeout)
+        transport = conn.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise _Dropped("the SSH connection closed before the command could start")
+        channel = transport.open_session(timeout=timeout)
         try:
             channel.settimeout(timeout)
             channel.exec_command(command)
@@ -221,8 +387,7 @@ class HostConnection:
             status = channel.recv_exit_status()
         finally:
             channel.close()
-        if status == -1:  # the channel closed without an exit status: the connection was lost
-            raise EOFError("the SSH channel closed before the command reported its exit status")
+        # status -1: the channel closed without an exit status; _execute reports it as a drop.
         return Result(stdout.decode(errors="replace"), b"".join(errors).decode(errors="replace"), status)
 
     def __enter__(self) -> "HostConnection":

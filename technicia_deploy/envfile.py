@@ -1,7 +1,9 @@
 """The application's .env, rendered from an environment's CloudApiKeys block.
 
 Variable names are the contract with the TechnicIA application (its
-.env.example). The rendered text holds secrets: it only ever travels to the
+.env.example): services.api_keys compares them with the release's file
+(technicia_deploy.commands.env_contract) before it writes the .env, and the
+functional check expects the API to report each one set. The rendered text holds secrets: it only ever travels to the
 server on an SSH channel's stdin, and only its sha256 is ever compared or shown.
 """
 

@@ -1,4 +1,5 @@
-"""Tests fonctionnels: every service answers, the front end serves its page, the API answers a real request.
+"""Tests fonctionnels: every service answers, the front end serves its page, the API answers a real request
+and, when its health answer reports them, sees every key of its .env.
 
 Public services (front end, API) are checked through HTTPS on the domain, the
 way a visitor reaches them; internal ones (n8n, Qdrant) from inside the server
@@ -54,7 +55,36 @@ def _content_problem(path: str, content_type: str, body: bytes) -> str | None:
     return None
 
 
-def check_public(target: Target, check: HealthCheck, timeout: float = PROBE_TIMEOUT_S) -> CheckOutcome:
+def key_report(body: bytes, expected: Sequence[str]) -> tuple[bool, str] | None:
+    """Judge the ``keys`` object of a JSON health answer (``{"NAME": true|false}``: which variables of its .env
+    the application sees set), ``None`` when the answer carries no such report.
+
+    ``expected`` is the pipeline's side of the contract (the variables it writes into the .env): a key the
+    application reports missing fails the check, whether the pipeline writes it (then the .env the
+    application reads is not the one written) or not (then the two disagree on a name); an expected
+    variable the application does not report is noted, not failed (it may not need to announce it).
+    """
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    keys = answer.get("keys") if isinstance(answer, dict) else None
+    if not isinstance(keys, dict):
+        return None
+    missing = [name for name, seen in keys.items() if seen is not True]
+    unreported = [name for name in expected if name not in keys]
+    note = f" (not reported: {', '.join(unreported)})" if unreported else ""
+    if missing:
+        named = ", ".join(f"{name} ({'written by the pipeline' if name in expected else 'not provided by the pipeline'})"
+                          for name in missing)
+        return False, f"API reports key(s) missing: {named}{note}"
+    return True, f"{len(keys)} key(s) seen{note}"
+
+
+def check_public(target: Target, check: HealthCheck, timeout: float = PROBE_TIMEOUT_S,
+                 expected_keys: Sequence[str] | None = None) -> CheckOutcome:
+    """One public check; with ``expected_keys``, an answer that reports the application's keys must report
+    them all set (:func:`key_report`)."""
     url = target.url(check.url)
     started = time.perf_counter()
     try:
@@ -66,8 +96,14 @@ def check_public(target: Target, check: HealthCheck, timeout: float = PROBE_TIME
         return CheckOutcome(check.name, "public", url, False, resp.status, resp.elapsed_ms,
                             f"HTTP {resp.status}, expected {check.expect_status}")
     problem = _content_problem(check.url, resp.header("content-type") or "", resp.body)
-    return CheckOutcome(check.name, "public", url, problem is None, resp.status, resp.elapsed_ms,
-                        problem or f"HTTP {resp.status}")
+    if problem:
+        return CheckOutcome(check.name, "public", url, False, resp.status, resp.elapsed_ms, problem)
+    keys = key_report(resp.body, expected_keys) if expected_keys is not None else None
+    if keys is None:
+        return CheckOutcome(check.name, "public", url, True, resp.status, resp.elapsed_ms, f"HTTP {resp.status}")
+    ok, detail = keys
+    return CheckOutcome(check.name, "public", url, ok, resp.status, resp.elapsed_ms,
+                        f"HTTP {resp.status}, {detail}" if ok else detail)
 
 
 def _transport_error(exc: Exception) -> str:

@@ -36,16 +36,21 @@ def _deploy(args: argparse.Namespace) -> int:
     if args.environment == PROMOTED_ENVIRONMENT:
         print(f"error: `deploy production` refused: {HOW_TO_PROMOTE}", file=sys.stderr)
         return 2
+    from prefect import tags
     from prefect.states import State
 
     from flows.deploy_environment import deploy_environment
     from technicia_deploy.cli.server import ui_url
+    from technicia_deploy.steps import env_tag
 
     options = {"lock_wait_s": args.lock_wait} if args.lock_wait is not None else {}
     sha = _resolve(args.project, args.environment, args.version)  # a bad version is one error line, no flow run
-    state: State = deploy_environment(environment=args.environment, version=args.version, sha=sha,
-                                      operator=args.operator or getpass.getuser(), rebuild_server=args.rebuild_server,
-                                      project=args.project, return_state=True, **options)
+    # Tagged from its creation: the alert automation sees the run's tags only if its first state event had them.
+    with tags(env_tag(args.environment)):
+        state: State = deploy_environment(environment=args.environment, version=args.version, sha=sha,
+                                          operator=args.operator or getpass.getuser(),
+                                          rebuild_server=args.rebuild_server, project=args.project,
+                                          return_state=True, **options)
     print(f"\n{args.environment}: {state.name}. Run history: {ui_url(args.prefect_url)}/runs  "
           "(report: technicia-deploy report)")
     if not state.is_completed():

@@ -23,9 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from flows.prepare_dns import prepare_dns
+    from prefect import tags
 
-    state = prepare_dns(environment=args.environment, project=args.project, return_state=True)
+    from flows.prepare_dns import prepare_dns
+    from technicia_deploy.steps import env_tag
+
+    # Tagged from its creation: the alert automation sees the run's tags only if its first state event had them.
+    with tags(env_tag(args.environment)):
+        state = prepare_dns(environment=args.environment, project=args.project, return_state=True)
     if not state.is_completed():
         print(f"error: {state.message}", file=sys.stderr)
         return 1

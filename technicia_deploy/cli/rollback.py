@@ -21,10 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from flows.rollback_environment import rollback_environment
+    from prefect import tags
 
-    state = rollback_environment(environment=args.environment, operator=args.operator or getpass.getuser(),
-                                 reason=args.reason, project=args.project, return_state=True)
+    from flows.rollback_environment import rollback_environment
+    from technicia_deploy.steps import env_tag
+
+    # Tagged from its creation: the alert automation sees the run's tags only if its first state event had them.
+    with tags(env_tag(args.environment)):
+        state = rollback_environment(environment=args.environment, operator=args.operator or getpass.getuser(),
+                                     reason=args.reason, project=args.project, return_state=True)
     if not state.is_completed():
         print(f"error: {state.message}", file=sys.stderr)
         return 1

@@ -197,9 +197,25 @@ def parse_service_facts(output: str) -> ServiceFacts:
                         docker_ok=s["containers"].ok)
 
 
-def deploy_command(layout: AppLayout, release_dir: str, command: str) -> str:
-    """Run the application's deploy command in the release, under the fixed compose project name."""
-    return f"cd {q(release_dir)} && COMPOSE_PROJECT_NAME={q(layout.project)} {command}"
+DEPLOY_LOCK = ".deploy.lock"  # in the application directory
+DEPLOY_LOCK_WAIT_S = 600
+DEPLOY_LOCK_BUSY = 75  # the exit code when another deploy command kept the lock past the wait
+
+
+def deploy_command(layout: AppLayout, release_dir: str, command: str, lock_wait_s: int = DEPLOY_LOCK_WAIT_S) -> str:
+    """Run the application's deploy command in the release, under the fixed compose project name, holding the
+    server's deploy lock (``flock`` on ``<directory>/.deploy.lock``).
+
+    The lock makes running it again after a lost SSH connection safe: the copy started on the lost connection
+    may still be running on the server (nothing tells it the client went away), and the new one waits for it to
+    end instead of racing it on the same compose project. A lock still held after ``lock_wait_s`` exits
+    ``DEPLOY_LOCK_BUSY`` saying so. The whole command (compound or not) sees COMPOSE_PROJECT_NAME."""
+    lock = q(posixpath.join(layout.directory, DEPLOY_LOCK))
+    busy = q(f"another deploy command still holds {posixpath.join(layout.directory, DEPLOY_LOCK)} "
+             f"after {lock_wait_s} s")
+    return (f"cd {q(release_dir)} && exec 9>>{lock} && "
+            f"{{ flock -w {int(lock_wait_s)} 9 || {{ echo {busy} >&2; exit {DEPLOY_LOCK_BUSY}; }}; }} && "
+            f"COMPOSE_PROJECT_NAME={q(layout.project)} bash -c {q(command)}")
 
 
 def switch_current(layout: AppLayout, release_dir: str, old_current: str | None) -> str:

@@ -15,6 +15,7 @@ registry address: ``/etc/docker/certs.d/<gw>:<port>/ca.crt``, removed by ``down`
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import ssl
 import struct
@@ -52,8 +53,10 @@ HEALTH = {
 # What nginx must proxy to; n8n and qdrant must stay unreachable from outside.
 UPSTREAMS = {"/": "http://127.0.0.1:8080", "/api/": "http://127.0.0.1:8000"}
 INTERNAL_PORTS = [5678, 6333]
+# What the sample's .env.example declares and its API reports in /api/health's "keys": the same names the
+# pipeline writes (technicia_deploy.envfile.ENV_VARIABLES; a unit test holds them together).
 ENV_KEYS = ["GOOGLE_CLOUD_PROJECT", "GOOGLE_APPLICATION_CREDENTIALS_JSON", "DOCUMENTAI_LOCATION",
-            "DOCUMENTAI_PROCESSOR", "VOYAGE_API_KEY", "ANTHROPIC_API_KEY"]
+            "DOCUMENTAI_PROCESSOR_ID", "VOYAGE_API_KEY", "VOYAGE_MODEL", "ANTHROPIC_API_KEY", "ANTHROPIC_MODEL"]
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,15 @@ def build_image(spec: ImageSpec, ref: str, busybox: Path, labels: dict[str, str]
         docker(*args, str(context))
 
 
+def images_digest(busybox: Path) -> str:
+    """sha256 of everything an image is built from (template files, busybox): a registry holding images of
+    other inputs (an older routes.sh) is rebuilt, not trusted because its tags exist."""
+    digest = hashlib.sha256(hashlib.sha256(busybox.read_bytes()).digest())
+    for path in sorted(p for p in IMAGES.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(IMAGES)}\0".encode() + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def remove_images(prefix: str) -> list[str]:
     """Remove every image this sandbox built (found by label, so half-made builds go too)."""
     ids = sorted(set(docker("images", "-q", "--filter", f"label={LABEL}={prefix}", check=False).split()))
@@ -259,13 +271,16 @@ def up(state: SandboxState) -> None:
     state.save()
 
     refs: list[str] = []
+    inputs = images_digest(busybox)
+    same_inputs = current.get("images_digest") == inputs
     for spec in image_specs():
         ref = spec.ref(registry)
         refs.append(ref)
-        if has_manifest(registry, spec.repository, spec.tag, ca_cert):
+        if same_inputs and has_manifest(registry, spec.repository, spec.tag, ca_cert):
             continue
         build_image(spec, ref, busybox, {LABEL: state.prefix})
         docker("push", "-q", ref)
+    state.data["app"]["images_digest"] = inputs
 
     base = directory / "git"
     bare = base / "technicia.git"

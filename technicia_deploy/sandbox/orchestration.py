@@ -18,6 +18,7 @@ from technicia_deploy.sandbox import processes
 from technicia_deploy.sandbox.state import SandboxState
 
 WORK_POOL = "technicia"
+HEARTBEAT_S = 30  # tasks.monitoring.HEARTBEAT_S (not imported: the sandbox does not load the pipeline's tasks)
 WORKER_DAEMON = "prefect-worker"
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEPLOY_FILE = PROJECT_DIR / "deployments.yaml"
@@ -49,7 +50,11 @@ def up(state: SandboxState, url: str, log: Callable[[str], None]) -> None:
     env = {"PREFECT_API_URL": url, "TECHNICIA_DEPLOY_DIR": str(PROJECT_DIR), "DO_NOT_TRACK": "1",
            "PREFECT_HOME": str(state.path("prefect")),
            # Poll every 2 s (default 10): a resumed approval or a UI run starts without a long pause.
-           "PREFECT_WORKER_QUERY_SECONDS": "2"}
+           "PREFECT_WORKER_QUERY_SECONDS": "2",
+           # Flow runs beat every 30 s (Prefect's default: 180 s): the project's zombie detection
+           # (tasks/monitoring.py) marks a run Crashed when its beats stop for 90 s. deployments.yaml sets
+           # the same for every run it starts; this covers the worker's own process as well.
+           "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}
     pid = processes.start(state, WORKER_DAEMON, [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL],
                           env=env, cwd=PROJECT_DIR)
     log(f"worker on pool {WORK_POOL}: pid {pid} (log {state.logs / (WORKER_DAEMON + '.log')})")

@@ -79,10 +79,11 @@ def test_automation_is_created_once_and_updated_when_destinations_change(prefect
     assert monitoring.ensure_automation("technicia", env, {"ops-webhook": block_id, "ops-mail": other_id}) == "updated"
     with get_client(sync_client=True) as client:
         [automation] = client.read_automations_by_name(monitoring.automation_name("technicia", env))
-    assert automation.trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
+    assert automation.trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.TimedOut", "prefect.flow-run.Crashed"}
     assert {str(a.block_document_id) for a in automation.actions} == {block_id, other_id}
-    related = {tuple(sorted(spec.items())) for spec in (s.root if hasattr(s, "root") else s for s in automation.trigger.match_related)}
-    assert any(("prefect.resource.id", f"prefect.tag.env:{env}") in r for r in related)
+    # Any run tagged with the environment, whatever its flow and however it was started.
+    assert automation.trigger.match_related.root == {"prefect.resource.role": "tag",
+                                                     "prefect.resource.id": f"prefect.tag.env:{env}"}
 
 
 def test_failed_deploy_run_notifies_through_the_automation(prefect_server, inbox):
@@ -105,3 +106,211 @@ def test_failed_deploy_run_notifies_through_the_automation(prefect_server, inbox
         failing_deploy(return_state=True)
     entry = receiver.wait_for(record, lambda e: e.get("path") == f"/hooks/{env}/TOKEN", timeout=60)
     assert f"deploy-{env}-v9" in entry["body"]["message"] and "Failed" in entry["body"]["message"]
+
+
+# --- which runs alert: every run of the environment, by its own env: tag -------------------------------------
+
+def _server_trigger(trigger):
+    from prefect.server.events.schemas.automations import EventTrigger as ServerTrigger
+
+    return ServerTrigger.model_validate(trigger.model_dump(mode="json"))
+
+
+def _event(name: str, related: list[dict], resource_id: str = "prefect.flow-run.0b3a"):
+    from datetime import datetime, timezone
+
+    from prefect.server.events.schemas.events import ReceivedEvent
+
+    return ReceivedEvent(id=uuid.uuid4(), occurred=datetime.now(timezone.utc), event=name,
+                         resource={"prefect.resource.id": resource_id}, related=related)
+
+
+def _flow(name):
+    return {"prefect.resource.id": "prefect.flow.1", "prefect.resource.role": "flow", "prefect.resource.name": name}
+
+
+def _tag(tag):
+    return {"prefect.resource.id": f"prefect.tag.{tag}", "prefect.resource.role": "tag"}
+
+
+DEPLOYMENT = {"prefect.resource.id": "prefect.deployment.2", "prefect.resource.role": "deployment",
+              "prefect.resource.name": "staging"}
+
+
+def test_the_alert_trigger_matches_the_environment_tag_of_any_run():
+    from datetime import timedelta
+
+    from prefect.events.schemas.automations import Posture
+
+    from tasks import monitoring
+
+    trigger = monitoring.alert_trigger("staging")
+    assert trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.TimedOut", "prefect.flow-run.Crashed"}
+    assert trigger.after == set() and trigger.for_each == set()
+    assert trigger.match.root == {"prefect.resource.id": "prefect.flow-run.*"}
+    assert trigger.match_related.root == {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.env:staging"}
+    assert (trigger.posture, trigger.threshold, trigger.within) == (Posture.Reactive, 1, timedelta(0))
+
+    server = _server_trigger(trigger)
+    in_process = [_flow("deploy-environment"), _tag("env:staging"), _tag("release:v1")]  # the CLI: no deployment
+    assert server.covers(_event("prefect.flow-run.Failed", in_process))
+    assert server.covers(_event("prefect.flow-run.Crashed", [_flow("rollback-environment"), DEPLOYMENT,
+                                                             _tag("env:staging"), _tag("technicia")]))
+    assert server.covers(_event("prefect.flow-run.TimedOut", [_flow("prepare-dns"), _tag("env:staging")]))
+    assert not server.covers(_event("prefect.flow-run.Completed", in_process))
+    assert not server.covers(_event("prefect.flow-run.Failed", [_flow("deploy-environment"), _tag("env:staging2")]))
+    assert not server.covers(_event("prefect.flow-run.Failed", [_flow("deploy-environment"), _tag("env:test")]))
+    assert not server.covers(_event("prefect.flow-run.Failed", [_flow("promote-release"), DEPLOYMENT]))
+    assert not server.covers(_event("prefect.task-run.Failed", in_process, resource_id="prefect.task-run.9"))
+
+
+def _events_of(api_url: str, flow_run_id, name: str, timeout: float = 30.0):
+    """The events the server recorded for ``flow_run_id`` named ``name`` (polled: events are written in batches)."""
+    import time
+
+    import httpx
+
+    from prefect.server.events.schemas.events import ReceivedEvent
+
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = httpx.post(f"{api_url}/events/filter", timeout=30, json={
+            "filter": {"resource": {"id": [f"prefect.flow-run.{flow_run_id}"]}, "event": {"name": [name]}},
+            "limit": 10})
+        answer.raise_for_status()
+        found = [ReceivedEvent.model_validate(e) for e in answer.json()["events"]]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def test_a_failed_in_process_run_tagged_at_its_creation_raises_an_event_the_trigger_matches(prefect_server):
+    """The way the CLI and the promotion start runs (under tags(env:X)); and why the tag a flow adds itself comes
+    too late: the server takes a run's tags for its events from a cache filled at the run's first state event."""
+    from prefect import flow, tags
+
+    from technicia_deploy.tracking.publish import add_tags
+    from tasks import monitoring
+
+    env = f"unit{uuid.uuid4().hex[:6]}"
+
+    @flow(name="rollback-environment", flow_run_name=f"rollback-{env}")
+    def failing_rollback():
+        add_tags([f"env:{env}"])  # what the flow does itself (a no-op here: the tag is there already)
+        raise RuntimeError("no previous release")
+
+    @flow(name="deploy-environment", flow_run_name=f"deploy-{env}-late")
+    def failing_deploy_tagged_late():
+        add_tags([f"env:{env}"])
+        raise RuntimeError("services.deploy failed")
+
+    with tags(f"env:{env}"):
+        tagged = failing_rollback(return_state=True)
+    late = failing_deploy_tagged_late(return_state=True)
+    assert tagged.is_failed() and late.is_failed()
+
+    server = _server_trigger(monitoring.alert_trigger(env))
+    [event] = _events_of(prefect_server, tagged.state_details.flow_run_id, "prefect.flow-run.Failed")
+    assert {"prefect.resource.id": f"prefect.tag.env:{env}", "prefect.resource.role": "tag"} in \
+        [dict(r.root) for r in event.related]
+    assert server.covers(event)
+    [late_event] = _events_of(prefect_server, late.state_details.flow_run_id, "prefect.flow-run.Failed")
+    assert f"prefect.tag.env:{env}" not in [r.id for r in late_event.related]
+    assert not server.covers(late_event)
+
+
+# --- zombie detection: deployment runs whose heartbeats stop are marked Crashed ----------------------------------
+
+def test_the_zombie_trigger_watches_the_heartbeats_of_this_projects_deployment_runs():
+    from datetime import timedelta
+
+    from prefect.events.schemas.automations import Posture
+
+    from tasks import monitoring
+
+    trigger = monitoring.zombie_trigger()
+    assert trigger.after == {"prefect.flow-run.heartbeat"}
+    assert trigger.expect == {"prefect.flow-run.heartbeat"} | {f"prefect.flow-run.{s}" for s in (
+        "Completed", "Failed", "TimedOut", "Cancelled", "Crashed", "Paused", "Suspended", "AwaitingRetry")}
+    assert trigger.match.root == {"prefect.resource.id": "prefect.flow-run.*"}
+    assert [spec.root for spec in trigger.match_related] == [
+        {"prefect.resource.role": "flow", "prefect.resource.name": ["promote-release", "deploy-environment",
+                                                                    "rollback-environment", "prepare-dns",
+                                                                    "smoke-api-keys"]},
+        {"prefect.resource.role": "deployment"}]
+    assert trigger.for_each == {"prefect.resource.id"}
+    assert (trigger.posture, trigger.threshold, trigger.within) == (Posture.Proactive, 1, timedelta(seconds=90))
+    assert monitoring.ZOMBIE_AFTER_S == 3 * monitoring.HEARTBEAT_S == 90
+
+    server = _server_trigger(trigger)
+    assert server.covers(_event("prefect.flow-run.heartbeat", [_flow("promote-release"), DEPLOYMENT]))
+    assert server.covers(_event("prefect.flow-run.Suspended", [_flow("promote-release"), DEPLOYMENT]))
+    # In-process runs beat at Prefect's default (180 s): never watched with a 90 s window.
+    assert not server.covers(_event("prefect.flow-run.heartbeat", [_flow("deploy-environment"), _tag("env:test")]))
+    assert not server.covers(_event("prefect.flow-run.heartbeat", [_flow("someone-elses-flow"), DEPLOYMENT]))
+
+    [action] = monitoring.wanted_zombie_automation("technicia").actions
+    assert (action.type, action.state.value, action.name, action.force) == ("change-flow-run-state", "CRASHED",
+                                                                           "Crashed", False)
+    assert action.message.startswith("process lost: no heartbeat for 90 s")
+
+
+def test_the_zombie_automation_is_created_once(prefect_server):
+    from tasks import monitoring
+
+    project = f"unit{uuid.uuid4().hex[:6]}"
+    assert monitoring.ensure_zombie_automation(project) == "created"
+    assert monitoring.ensure_zombie_automation(project) == "unchanged"
+
+
+def test_a_deployment_run_whose_heartbeats_stop_is_marked_crashed(prefect_server, monkeypatch):
+    """Against the server, with a 10 s window (the server's minimum): one heartbeat then silence -> Crashed; a run that suspends
+    itself after its heartbeat (an approval) is left Suspended."""
+    import time
+    from datetime import timedelta
+
+    from prefect import flow, get_client
+    from prefect.events import emit_event
+    from prefect.states import Running, Suspended
+
+    from tasks import monitoring
+
+    @flow(name="promote-release")
+    def placeholder():
+        pass
+
+    project = f"unit{uuid.uuid4().hex[:6]}"
+    wanted = monitoring.wanted_zombie_automation(project)
+    wanted.trigger.within = timedelta(seconds=10)
+    with get_client(sync_client=True) as client:
+        automation_id = client.create_automation(wanted)
+        try:
+            flow_id = client.create_flow_from_name("promote-release")
+            deployment_id = client.create_deployment(flow_id=flow_id, name=f"zombie-{project}")
+            runs = {}
+            for label in ("dead", "suspended"):
+                run = client.create_flow_run_from_deployment(deployment_id, name=f"{label}-{project}")
+                client.set_flow_run_state(run.id, Running(), force=True)
+                runs[label] = run.id
+            time.sleep(1)  # the automation is loaded by the server's trigger service
+            for label, run_id in runs.items():
+                emit_event(event="prefect.flow-run.heartbeat",
+                           resource={"prefect.resource.id": f"prefect.flow-run.{run_id}"},
+                           related=[{"prefect.resource.id": f"prefect.flow.{flow_id}", "prefect.resource.role": "flow",
+                                     "prefect.resource.name": "promote-release"},
+                                    {"prefect.resource.id": f"prefect.deployment.{deployment_id}",
+                                     "prefect.resource.role": "deployment"}])
+            time.sleep(2)  # the suspension comes after the heartbeat, as in a real run
+            client.set_flow_run_state(runs["suspended"], Suspended(timeout_seconds=3600), force=True)
+            deadline = time.monotonic() + 60
+            while client.read_flow_run(runs["dead"]).state.type.value != "CRASHED" and time.monotonic() < deadline:
+                time.sleep(1)
+            dead = client.read_flow_run(runs["dead"])
+            assert dead.state.type.value == "CRASHED", dead.state
+            assert dead.state.message.startswith("process lost: no heartbeat for 90 s")
+            time.sleep(6)  # past the suspended run's window too
+            assert client.read_flow_run(runs["suspended"]).state.name == "Suspended"
+        finally:
+            client.delete_automation(automation_id)
+            if "deployment_id" in locals():
+                client.delete_deployment(deployment_id)

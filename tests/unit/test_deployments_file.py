@@ -51,6 +51,13 @@ def test_deploy_file_registers_every_deployment(prefect_server):
     rebuild = by_name[("deploy-environment", "test")]["parameter_openapi_schema"]["properties"]["rebuild_server"]
     assert "DESTRUCTIVE" in rebuild["description"]
 
+    # Every run of every deployment beats at the frequency the zombie detection's window is made for.
+    from tasks.monitoring import HEARTBEAT_S
+
+    for key, d in by_name.items():
+        if "technicia" in d["tags"]:  # this file's (other tests may have made deployments of their own)
+            assert d["job_variables"]["env"] == {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}, key
+
     smoke = by_name[("smoke-api-keys", "daily")]
     assert smoke["parameters"] == {"environment": "all", "message": False}
     assert [(s["schedule"]["cron"], s["schedule"]["timezone"], s["active"]) for s in smoke["schedules"]] == [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from technicia_deploy.checks import functional
 from technicia_deploy.commands.shell import render_sections
 from technicia_deploy.config import HealthCheck
@@ -84,3 +86,55 @@ def test_server_probe_script_runs_against_real_local_services(pki, servers):
     output = subprocess.run(["bash", "-c", script], capture_output=True, text=True).stdout
     outcomes = functional.parse_server_probes(checks, output)
     assert [(o.name, o.ok) for o in outcomes] == [("n8n", True), ("qdrant", False)]
+
+
+# -- the API sees every key of its .env (the pipeline's variable names are the expected list) ----------------
+EXPECTED = ("GOOGLE_CLOUD_PROJECT", "DOCUMENTAI_PROCESSOR_ID", "ANTHROPIC_API_KEY")
+
+
+def test_key_report_all_seen():
+    body = b'{"status":"ok","keys":{"GOOGLE_CLOUD_PROJECT":true,"DOCUMENTAI_PROCESSOR_ID":true,"ANTHROPIC_API_KEY":true}}'
+    assert functional.key_report(body, EXPECTED) == (True, "3 key(s) seen")
+
+
+def test_key_report_names_each_missing_key_and_whether_the_pipeline_writes_it():
+    # The bug this check exists for: the API looks for DOCUMENTAI_PROCESSOR, the pipeline writes DOCUMENTAI_PROCESSOR_ID.
+    body = b'{"keys":{"GOOGLE_CLOUD_PROJECT":true,"DOCUMENTAI_PROCESSOR":false,"ANTHROPIC_API_KEY":false}}'
+    assert functional.key_report(body, EXPECTED) == (
+        False, "API reports key(s) missing: DOCUMENTAI_PROCESSOR (not provided by the pipeline), "
+               "ANTHROPIC_API_KEY (written by the pipeline) (not reported: DOCUMENTAI_PROCESSOR_ID)")
+
+
+def test_key_report_notes_expected_keys_the_api_does_not_announce():
+    assert functional.key_report(b'{"keys":{"ANTHROPIC_API_KEY":true}}', EXPECTED) == (
+        True, "1 key(s) seen (not reported: GOOGLE_CLOUD_PROJECT, DOCUMENTAI_PROCESSOR_ID)")
+
+
+@pytest.mark.parametrize("body", [b'{"status":"ok"}', b'{"keys":["A"]}', b"[1]", b"<html></html>", b"\xff"])
+def test_no_key_report_no_key_verdict(body):
+    assert functional.key_report(body, EXPECTED) is None
+
+
+def test_api_health_that_reports_a_missing_key_fails_the_check(pki, servers):
+    routes = {**ROUTES, "/api/health": Route(200, b'{"status":"ok","keys":{"GOOGLE_CLOUD_PROJECT":true,'
+                                                  b'"DOCUMENTAI_PROCESSOR_ID":false,"ANTHROPIC_API_KEY":true}}',
+                                             {"Content-Type": "application/json"})}
+    target = target_for(pki, servers(routes, server_tls(*pki.leaf())).port)
+    checks = [HealthCheck(name="frontend", url="/"), HealthCheck(name="api", url="/api/health")]
+    page, api = [functional.check_public(target, c, expected_keys=EXPECTED) for c in checks]
+    assert (page.ok, page.detail) == (True, "HTTP 200")
+    assert (api.ok, api.status, api.detail) == (
+        False, 200, "API reports key(s) missing: DOCUMENTAI_PROCESSOR_ID (written by the pipeline)")
+    assert functional.summary([page, api]) == (
+        "1/2 check(s) failed: api (API reports key(s) missing: DOCUMENTAI_PROCESSOR_ID (written by the pipeline))")
+    # Without an expected list (a caller that does not know the contract) the answer is judged as before.
+    assert functional.check_public(target, checks[1]).ok
+
+
+def test_api_health_with_every_key_set_passes_and_says_so(pki, servers):
+    routes = {**ROUTES, "/api/health": Route(200, b'{"status":"ok","keys":{"GOOGLE_CLOUD_PROJECT":true,'
+                                                  b'"DOCUMENTAI_PROCESSOR_ID":true,"ANTHROPIC_API_KEY":true}}',
+                                             {"Content-Type": "application/json"})}
+    target = target_for(pki, servers(routes, server_tls(*pki.leaf())).port)
+    api = functional.check_public(target, HealthCheck(name="api", url="/api/health"), expected_keys=EXPECTED)
+    assert (api.ok, api.detail) == (True, "HTTP 200, 3 key(s) seen")

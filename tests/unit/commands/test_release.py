@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 
@@ -71,9 +72,45 @@ def test_service_facts_and_health():
     assert [c.service for c in facts.unhealthy()] == ["qdrant"]
 
 
-def test_deploy_command_fixes_the_compose_project():
-    assert release.deploy_command(LAYOUT, "/opt/technicia/releases/v1-abc", "./deploy.sh") == \
-        "cd /opt/technicia/releases/v1-abc && COMPOSE_PROJECT_NAME=technicia ./deploy.sh"
+def test_deploy_command_fixes_the_compose_project_and_takes_the_deploy_lock():
+    assert release.deploy_command(LAYOUT, "/opt/technicia/releases/v1-abc", "./deploy.sh") == (
+        "cd /opt/technicia/releases/v1-abc && exec 9>>/opt/technicia/.deploy.lock && "
+        "{ flock -w 600 9 || { echo 'another deploy command still holds /opt/technicia/.deploy.lock after 600 s' >&2; "
+        "exit 75; }; } && COMPOSE_PROJECT_NAME=technicia bash -c ./deploy.sh")
+
+
+def _deploy_in(tmp_path, command, lock_wait_s=600):
+    """The deploy command for a layout under ``tmp_path``, with ``command`` as the application's deploy command."""
+    layout = release.AppLayout(str(tmp_path), "unitproj", "deploy")
+    (tmp_path / "rel").mkdir(exist_ok=True)
+    return release.deploy_command(layout, str(tmp_path / "rel"), command, lock_wait_s=lock_wait_s)
+
+
+def test_a_deploy_command_still_running_from_a_lost_connection_is_waited_for_not_raced(tmp_path):
+    """Run twice at once (the copy of a lost SSH connection still running): the second starts when the first ends."""
+    log = tmp_path / "log"
+    command = f"echo start $COMPOSE_PROJECT_NAME >> {log}; sleep 0.5; echo end >> {log}"
+    first = subprocess.Popen(["bash", "-c", _deploy_in(tmp_path, command)])
+    time.sleep(0.2)
+    second = subprocess.run(["bash", "-c", _deploy_in(tmp_path, command)], capture_output=True, text=True, timeout=30)
+    assert first.wait(timeout=30) == 0 and second.returncode == 0
+    assert log.read_text().split("\n")[:-1] == ["start unitproj", "end", "start unitproj", "end"]
+
+
+def test_a_deploy_lock_held_too_long_is_refused_saying_so(tmp_path):
+    holder = subprocess.Popen(["bash", "-c", _deploy_in(tmp_path, "sleep 3")])
+    time.sleep(0.3)
+    busy = subprocess.run(["bash", "-c", _deploy_in(tmp_path, "echo ran", lock_wait_s=1)],
+                          capture_output=True, text=True, timeout=30)
+    holder.wait(timeout=30)
+    assert busy.returncode == release.DEPLOY_LOCK_BUSY and "ran" not in busy.stdout
+    assert f"another deploy command still holds {tmp_path}/.deploy.lock after 1 s" in busy.stderr
+
+
+def test_a_compound_deploy_command_sees_the_project_name_and_its_exit_status(tmp_path):
+    done = subprocess.run(["bash", "-c", _deploy_in(tmp_path, "true && echo $COMPOSE_PROJECT_NAME && exit 3")],
+                          capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout.strip()) == (3, "unitproj")
 
 
 def test_switch_current_keeps_the_old_release_as_previous():
@@ -123,7 +160,7 @@ def test_health_failed_before_the_switch_goes_back_to_current():
     assert target == OLD
     # current already names it: only the old release's deploy command is needed, the links stay.
     assert release.rollback_operations(facts, LAYOUT, target, "./deploy.sh") == [
-        f"cd {OLD} && COMPOSE_PROJECT_NAME=technicia ./deploy.sh"]
+        release.deploy_command(LAYOUT, OLD, "./deploy.sh")]
 
 
 def test_tests_failed_after_the_switch_go_back_to_previous_and_forget_it():
@@ -131,7 +168,7 @@ def test_tests_failed_after_the_switch_go_back_to_previous_and_forget_it():
     target = release.rollback_target(facts, NEW)
     assert target == OLD
     assert release.rollback_operations(facts, LAYOUT, target, "./deploy.sh") == [
-        f"cd {OLD} && COMPOSE_PROJECT_NAME=technicia ./deploy.sh",
+        release.deploy_command(LAYOUT, OLD, "./deploy.sh"),
         "set -e\ncd /opt/technicia\n"
         f"ln -sfn {OLD} .current.tmp && mv -T .current.tmp current\nrm -f previous",
     ]

@@ -61,3 +61,22 @@ def test_static_elf_detection_refuses_non_elf(tmp_path):
     script = tmp_path / "x"
     script.write_text("#!/bin/sh\n")
     assert app.is_static_elf(script) is False
+
+
+def test_images_digest_follows_the_template_files(tmp_path, monkeypatch):
+    # An existing registry's tags are trusted only for the inputs they were built from: a changed routes.sh
+    # (say, the API's key names) must rebuild the images, not keep serving the old ones.
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(b"\x7fELF static")
+    images = tmp_path / "images"
+    shutil.copytree(app.IMAGES, images)
+    monkeypatch.setattr(app, "IMAGES", images)
+    before = app.images_digest(busybox)
+    assert app.images_digest(busybox) == before
+    routes = images / "api" / "routes.sh"
+    routes.write_text(routes.read_text().replace("DOCUMENTAI_PROCESSOR_ID", "DOCUMENTAI_PROCESSOR"))
+    assert app.images_digest(busybox) != before
+    routes.write_text((app_repo.TEMPLATE.parent / "images" / "api" / "routes.sh").read_text())
+    assert app.images_digest(busybox) == before
+    busybox.write_bytes(b"\x7fELF other build")
+    assert app.images_digest(busybox) != before

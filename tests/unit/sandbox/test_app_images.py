@@ -56,8 +56,24 @@ def test_api_health_reports_version_and_which_keys_are_set(applets):
     health = json.loads(body)
     assert health["status"] == "ok" and health["version"] == "1.1.0"
     assert health["keys"]["ANTHROPIC_API_KEY"] is True and health["keys"]["VOYAGE_API_KEY"] is False
-    assert set(health["keys"]) == set(app.ENV_KEYS)
+    assert list(health["keys"]) == app.ENV_KEYS  # the names .env.example declares, in its order
+    assert health["keys"]["DOCUMENTAI_PROCESSOR_ID"] is False and "DOCUMENTAI_PROCESSOR" not in health["keys"]
     assert b"sk-secret-canary" not in body  # presence only, never a value
+
+
+def test_api_health_sees_every_variable_the_pipeline_writes(applets):
+    # What the post-deployment functional check asks of the API: every key of the pipeline's .env reported set.
+    from technicia_deploy import envfile
+    from technicia_deploy.checks import functional
+
+    env = {name: "x" for name in envfile.ENV_VARIABLES}
+    status, _, body = get(applets, "api", "/api/health", APP_VERSION="1.0.0", API_HEALTHY="yes", **env)
+    assert status == 200
+    assert functional.key_report(body, envfile.ENV_VARIABLES) == (True, f"{len(envfile.ENV_VARIABLES)} key(s) seen")
+    status, _, body = get(applets, "api", "/api/health", APP_VERSION="1.0.0", API_HEALTHY="yes",
+                          **{**env, "DOCUMENTAI_PROCESSOR_ID": ""})
+    assert functional.key_report(body, envfile.ENV_VARIABLES) == (
+        False, "API reports key(s) missing: DOCUMENTAI_PROCESSOR_ID (written by the pipeline)")
 
 
 def test_broken_release_fails_its_health_check(applets):

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from technicia_deploy import envfile
+from technicia_deploy.commands import env_contract
+from technicia_deploy.commands.files import FileFact
 from technicia_deploy.sandbox import app, app_repo
 
 REGISTRY = "10.213.7.1:5443"
@@ -115,6 +118,17 @@ def test_api_reads_the_keys_from_env_and_env_example_lists_them(bare):
     names = [line.split("=")[0] for line in example.splitlines() if line and not line.startswith("#")]
     assert names == app.ENV_KEYS
     assert show(bare, "v1.0.0", ".gitignore").split() == [".env"]
+
+
+@pytest.mark.parametrize("tag", [r.tag for r in app_repo.RELEASES])
+def test_every_release_agrees_with_the_pipeline_on_the_env_variables(bare, tag):
+    # The contract services.api_keys checks before it writes .env: same names on both sides, in the same order.
+    example = show(bare, tag, ".env.example")
+    facts = env_contract.EnvFacts(FileFact.absent("/r/.env"), "/r/.env.example", example)
+    contract = env_contract.contract(facts, envfile.ENV_VARIABLES)
+    assert contract.problem() is None
+    assert contract.declared == envfile.ENV_VARIABLES == tuple(app.ENV_KEYS)
+    assert "DOCUMENTAI_PROCESSOR_ID=" in example.splitlines()  # the id, as Google's processor_path(project, location, processor_id)
 
 
 def test_releases_differ_visibly(bare):

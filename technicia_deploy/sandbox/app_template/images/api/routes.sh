@@ -2,7 +2,8 @@
 # APP_VERSION and API_HEALTHY are baked into the image at build time; the API keys
 # come from the deployment's .env (compose env_file): only their presence is reported.
 
-KEY_NAMES="GOOGLE_CLOUD_PROJECT GOOGLE_APPLICATION_CREDENTIALS_JSON DOCUMENTAI_LOCATION DOCUMENTAI_PROCESSOR VOYAGE_API_KEY ANTHROPIC_API_KEY"
+# The names .env.example declares (the deployment checks them against what it writes).
+KEY_NAMES="GOOGLE_CLOUD_PROJECT GOOGLE_APPLICATION_CREDENTIALS_JSON DOCUMENTAI_LOCATION DOCUMENTAI_PROCESSOR_ID VOYAGE_API_KEY VOYAGE_MODEL ANTHROPIC_API_KEY ANTHROPIC_MODEL"
 
 keys_json() {
     out=""
