@@ -56,7 +56,7 @@ def rollback(environment: str, project: str = "technicia", failed_version: str |
         conn.run(command, as_user=env.deploy_user, timeout=900)
     if commands:
         after = _wait_healthy(facts, health_deadline_s)
-        if not after.serves(target):
+        if not after.healthy():
             names = ", ".join(f"{c.service} ({c.state}/{c.health})" for c in after.unhealthy()) or "no container"
             raise RuntimeError(f"{environment}: rollback to {release.describe_release(target)} did not become "
                                f"healthy: {names}")

@@ -164,8 +164,16 @@ class ServiceFacts:
     def running(self) -> list[Container]:
         return [c for c in self.containers if c.state == "running"]
 
+    def healthy(self) -> bool:
+        """Containers are up and every one is running and healthy."""
+        return bool(self.containers) and not self.unhealthy()
+
     def serves(self, release_dir: str) -> bool:
-        """Every service runs healthy from ``release_dir`` (nothing else is up)."""
+        """Every service runs healthy and was started from ``release_dir``.
+
+        Strict: a service the release did not change keeps the container (and working_dir label) of the
+        release that created it, so this is only the "nothing to do" test; after a deploy command,
+        :meth:`healthy` is the verdict."""
         return bool(self.containers) and not self.unhealthy() and all(c.release_dir == release_dir for c in self.containers)
 
 

@@ -231,28 +231,27 @@ def test_broken_release_rolls_test_back_and_never_reaches_staging(sandbox, appro
 
 
 # -- no approval, no production ----------------------------------------------------------------------
-@pytest.mark.parametrize("how, expected", [
-    (["--reject", "--comment", "not this week"], "production approval rejected by Bob"),
-    (["--documentation-finalised"], "confirmation(s) missing: quotas API vérifiés"),
-])
-def test_without_an_approval_production_is_untouched(sandbox, approved_promotion, how, expected):
+def test_reject_a_missing_confirmation_or_no_answer_leave_production_untouched(sandbox, approved_promotion):
+    """Three promotions at once (they queue on test's and staging's locks): one rejected, one approved without the
+    quota confirmation, one never answered before its (18 s) timeout."""
     production_before = current_release(sandbox, "production")
-    run_id = start_promotion(NEXT)
-    assert wait_for_approval(run_id).state.is_paused()
-    done = cli("approve", run_id, "--approver", "Bob", *how, timeout=120)
-    assert done.returncode == 0, done.stderr
-    run = final(run_id)
-    assert run.state.is_failed() and expected in run.state.message and "production untouched" in run.state.message
-    assert "production" not in promotion_runs(run_id)
-    assert current_release(sandbox, "production") == production_before
-
-
-def test_an_unanswered_approval_times_out_with_production_untouched(sandbox, approved_promotion):
-    production_before = current_release(sandbox, "production")
-    run_id = start_promotion(NEXT, "--approval-timeout-hours", "0.005")  # 18 s
-    run = final(run_id)
-    assert run.state.is_failed() and "never resumed" in run.state.message, run.state.message
-    assert "production" not in promotion_runs(run_id)
+    answers = {
+        start_promotion(NEXT): (["--reject", "--comment", "not this week"], "production approval rejected by Bob"),
+        start_promotion(NEXT): (["--documentation-finalised"], "confirmation(s) missing: quotas API vérifiés"),
+        start_promotion(NEXT, "--approval-timeout-hours", "0.005"): (None, "never resumed"),
+    }
+    for run_id, (how, _) in answers.items():
+        if how is None:
+            continue
+        assert wait_for_approval(run_id).state.is_paused()
+        done = cli("approve", run_id, "--approver", "Bob", *how, timeout=120)
+        assert done.returncode == 0, done.stderr
+    for run_id, (how, expected) in answers.items():
+        run = final(run_id)
+        assert run.state.is_failed() and expected in run.state.message, run.state.message
+        if how is not None:
+            assert "production untouched" in run.state.message
+        assert "production" not in promotion_runs(run_id)
     assert current_release(sandbox, "production") == production_before
 
 
