@@ -13,9 +13,10 @@ deployment the session's other tests (test_deploy_environment) would otherwise m
 
 from __future__ import annotations
 
-import subprocess
 
 import pytest
+
+from tests.e2e.helpers import step_states, vps_exec
 
 pytestmark = pytest.mark.e2e
 
@@ -29,22 +30,6 @@ def run_deploy(version: str):
     from flows.deploy_environment import deploy_environment
 
     return deploy_environment(environment="staging", version=version, operator="e2e", return_state=True)
-
-
-def step_states(flow_state) -> dict[str, tuple[str, str]]:
-    """{step id: (state type, message)} of the flow run's task runs."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_state.state_details.flow_run_id])))
-    return {run.name: (run.state.type.value, run.state.message or "") for run in runs}
-
-
-def vps_exec(container: str, command: str) -> str:
-    done = subprocess.run(["docker", "exec", container, "bash", "-c", command], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def containers(container: str) -> list[str]:

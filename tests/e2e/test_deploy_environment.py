@@ -14,6 +14,8 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
+
+from tests.e2e.helpers import step_states, vps_exec
 import yaml
 
 pytestmark = pytest.mark.e2e
@@ -27,22 +29,6 @@ def run_deploy(environment: str, version: str, **kwargs):
     from flows.deploy_environment import deploy_environment
 
     return deploy_environment(environment=environment, version=version, operator="e2e", return_state=True, **kwargs)
-
-
-def step_states(flow_state) -> dict[str, tuple[str, str]]:
-    """{step id: (state type, message)} of the flow run's task runs."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_state.state_details.flow_run_id])))
-    return {run.name: (run.state.type.value, run.state.message or "") for run in runs}
-
-
-def vps_exec(container: str, command: str) -> str:
-    done = subprocess.run(["docker", "exec", container, "bash", "-c", command], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def server_snapshot(container: str) -> dict[str, str]:

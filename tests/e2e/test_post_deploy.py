@@ -9,10 +9,11 @@ period; then Qdrant's port opened past the firewall fails the security test with
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.helpers import vps_exec
 
 from technicia_deploy.sandbox import receiver
 
@@ -22,13 +23,6 @@ GOOD = "v1.0.0"
 CHECK_STEPS = ("checks.functional", "checks.performance", "checks.security")
 MONITORING_STEPS = ("monitoring.script", "monitoring.alerts", "monitoring.alert_test")
 FAST_PERIOD_S = 15
-
-
-def vps_exec(container: str, command: str, check: bool = True) -> str:
-    done = subprocess.run(["docker", "exec", container, "bash", "-c", command], capture_output=True, text=True, timeout=120)
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def latest_table(key: str) -> list[dict]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.e2e.helpers import vps_exec
 
 pytestmark = pytest.mark.e2e
 
@@ -32,15 +33,8 @@ def cli(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
 
 
-def vps_exec(sandbox, env: str, command: str) -> str:
-    container = sandbox.data["vps"][env]["container"]
-    done = subprocess.run(["docker", "exec", container, "bash", "-c", command], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
-
 def current_release(sandbox, env: str) -> str:
-    return vps_exec(sandbox, env, "readlink /opt/technicia/current || echo none")
+    return vps_exec(sandbox.data["vps"][env]["container"], "readlink /opt/technicia/current || echo none").strip()
 
 
 def served_version(sandbox, env: str) -> str:
