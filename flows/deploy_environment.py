@@ -1,7 +1,7 @@
 """The ``deploy-environment`` flow: one environment, from whatever state it is in, to one version.
 
 Its task runs are the deployment log: one task per catalogue step, in catalogue
-order, each tagged with its step id, the environment and the release. What a
+order, each named by its step id (the flow run is tagged with the environment and the release). What a
 step found and did is its final state's message ("changed: ..." /
 "unchanged: ..."); the tracking document is rendered from these.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from prefect import flow, get_run_logger, tags
+from prefect import flow, get_run_logger
 
 from technicia_deploy import environment_lock, steps
 from technicia_deploy.config import ENVIRONMENTS
@@ -18,9 +18,25 @@ from technicia_deploy.config import ENVIRONMENTS
 FLOW_NAME = "deploy-environment"
 
 
-def _plan(environment: str, version: str, sha: str, project: str, rebuild_server: bool) -> dict[str, Callable[[], Any]]:
-    """The catalogue steps this build implements, each bound to its arguments."""
+def changed_steps(results: dict[str, Any]) -> list[str]:
+    """The steps whose result says they changed something on the server."""
+    return [step_id for step_id, result in results.items()
+            if isinstance(result, dict) and result.get("outcome") == "changed"]
+
+
+def _plan(environment: str, version: str, sha: str, project: str, rebuild_server: bool,
+          load_test: bool | None, alert_test: bool | None, results: dict[str, Any]) -> dict[str, Callable[[], Any]]:
+    """The catalogue steps this build implements, each bound to its arguments.
+
+    ``results``: the run's step results so far, filled in as the steps end. The load test and the test
+    alert, left to their default (None), run only when an earlier step changed something.
+    """
     from tasks import checks, https, monitoring, server, services
+
+    def wanted(asked: bool | None) -> Callable[[], bool]:
+        return lambda: bool(changed_steps(results)) if asked is None else asked
+
+    run_load_test, send_test_alert = wanted(load_test), wanted(alert_test)
 
     common = {"environment": environment, "project": project}
     release = {**common, "version": version, "sha": sha}
@@ -36,11 +52,11 @@ def _plan(environment: str, version: str, sha: str, project: str, rebuild_server
         "https.certificate": lambda: https.certificate(**common),
         # The post-deployment tests run together: these return futures (see CONCURRENT_PHASES).
         "checks.functional": lambda: checks.functional.submit(**common),
-        "checks.performance": lambda: checks.performance.submit(**common),
+        "checks.performance": lambda: checks.performance.submit(**common, load_test=run_load_test()),
         "checks.security": lambda: checks.security.submit(**common),
         "monitoring.script": lambda: monitoring.script(**common),
         "monitoring.alerts": lambda: monitoring.alerts(**common),
-        "monitoring.alert_test": lambda: monitoring.alert_test(**common),
+        "monitoring.alert_test": lambda: monitoring.alert_test(**common, send=send_test_alert()),
     }
 
 
@@ -74,7 +90,7 @@ def preflight(environment: str, project: str):
     env = runtime.environment(environment, project)
     block = env.block
     # The SSH block came with the environment; the others are loaded here, once, to fail before any server is touched.
-    loaders = {block.ovh_block: block.ovh, block.ssh_block: lambda: env.ssh, block.api_keys_block: block.api_keys}
+    loaders = {block.ovh_block: env.ovh_credentials, block.ssh_block: lambda: env.ssh, block.api_keys_block: env.api_keys}
     for name, load in loaders.items():
         try:
             loaded = load()
@@ -87,14 +103,14 @@ def preflight(environment: str, project: str):
     return env
 
 
-def _publish_phase(environment: str, phase_id: str, ran: list[str]) -> None:
-    """Update the tracking document and progress after a phase; a report problem never fails a deployment."""
+def _publish_phase(environment: str, phase_id: str, done: int, total: int) -> None:
+    """Update the run's progress after a phase; a report problem never fails a deployment."""
     from technicia_deploy.tracking import publish
 
     try:
-        publish.phase_ended(environment, phase_id, ran=ran)
+        publish.phase_ended(environment, phase_id, done=done, total=total)
     except Exception as exc:  # noqa: BLE001
-        get_run_logger().warning("tracking document not updated after %s: %s", phase_id, exc)
+        get_run_logger().warning("progress not updated after %s: %s", phase_id, exc)
 
 
 def _publish_on_end(flow, flow_run, state) -> None:
@@ -152,9 +168,11 @@ def _roll_back(environment: str, project: str, version: str, sha: str, failed: s
     return ReleaseRolledBack(f"{failed} failed ({cause}); {result['summary']}")
 
 
-def _run_phases(plan: dict[str, Callable[[], Any]], environment: str, project: str, version: str, sha: str) -> dict:
-    """The plan's steps in catalogue order; a failure at or after the deploy step rolls the environment back."""
-    results: dict[str, Any] = {}
+def _run_phases(plan: dict[str, Callable[[], Any]], results: dict[str, Any], environment: str, project: str,
+                version: str, sha: str) -> dict:
+    """The plan's steps in catalogue order, their results into ``results``; a failure at or after the
+    deploy step rolls the environment back."""
+    done = 0
     for phase in steps.PHASES:
         ran = [step.id for step in phase.steps if step.id in plan]
         if not ran:
@@ -171,7 +189,8 @@ def _run_phases(plan: dict[str, Callable[[], Any]], environment: str, project: s
             if at in ROLLBACK_AFTER:
                 raise _roll_back(environment, project, version, sha, at, exc) from exc
             raise
-        _publish_phase(environment, phase.id, ran)
+        done += len(ran)
+        _publish_phase(environment, phase.id, done, len(plan))
     return results
 
 
@@ -180,7 +199,8 @@ def _run_phases(plan: dict[str, Callable[[], Any]], environment: str, project: s
       on_cancellation=[_publish_on_end])
 def deploy_environment(environment: str, version: str, operator: str = "unknown", rebuild_server: bool = False,
                        project: str = "technicia", sha: str | None = None,
-                       lock_wait_s: float = environment_lock.DEFAULT_WAIT_S) -> dict[str, Any]:
+                       lock_wait_s: float = environment_lock.DEFAULT_WAIT_S,
+                       load_test: bool | None = None, alert_test: bool | None = None) -> dict[str, Any]:
     """Deploy one version of TechnicIA to one environment, from whatever state its server is in.
 
     Each per-environment deployment deploys its own environment only. Production is deployed only by an
@@ -196,27 +216,39 @@ def deploy_environment(environment: str, version: str, operator: str = "unknown"
         sha: the commit the version must be (set by promote-release, which resolves the version once); empty:
             resolve the version now.
         lock_wait_s: how long to wait for another run of this environment to finish before refusing.
+        load_test: run the load test (true), keep the last passing one (false), or (empty) run it only when
+            this run changed something on the server.
+        alert_test: send a test alert through every destination (true), keep the last one that reached them
+            within a day (false), or (empty) send one only when this run changed something on the server.
     """
     from technicia_deploy import versions
     from technicia_deploy.tracking import publish
     from tasks import runtime
+    from tasks.step import untagged
 
     logger = get_run_logger()
     # Tagged first, so that even a run refused by the preflight shows in the run history by environment.
-    publish.tag_flow_run(environment, version)
+    try:
+        given = versions.check_sha(sha) if sha else None
+    except ValueError:
+        publish.tag_flow_run(environment, version)
+        raise
+    publish.tag_flow_run(environment, version, sha=given)
     try:
         env = preflight(environment, project)
-        sha = versions.check_sha(sha) if sha else versions.resolve(env.application.repository, version)
-        publish.record_commit(sha)
+        sha = given or versions.resolve(env.application.repository, version)
+        if given is None:
+            publish.record_commit(sha)
         _guard(environment, sha)
         from prefect.runtime import flow_run
 
         with environment_lock.hold(environment, project, str(flow_run.id), wait_s=lock_wait_s, logger=logger):
             logger.info("deploying %s (%s) to %s for %s", version, sha[:12], environment, operator)
             publish.start_progress(environment)
-            plan = _plan(environment, version, sha, project, rebuild_server)
-            with tags(steps.env_tag(environment), steps.release_tag(version)):
-                results = _run_phases(plan, environment, project, version, sha)
+            results: dict[str, Any] = {}
+            plan = _plan(environment, version, sha, project, rebuild_server, load_test, alert_test, results)
+            with untagged():  # the flow run carries env:/release:; its step task runs need no tags
+                _run_phases(plan, results, environment, project, version, sha)
         return {"environment": environment, "version": version, "sha": sha, "steps": results}
     finally:
         runtime.release()

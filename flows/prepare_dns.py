@@ -6,7 +6,7 @@ before the production deployment, and the promotion's DNS gate measures the reco
 
 from __future__ import annotations
 
-from prefect import flow, tags
+from prefect import flow
 
 FLOW_NAME = "prepare-dns"
 
@@ -24,12 +24,12 @@ def prepare_dns(environment: str, project: str = "technicia") -> str:
     from technicia_deploy.tracking import publish
     from tasks import runtime
     from tasks.https import dns
-    from tasks.step import result_of
+    from tasks.step import result_of, untagged
 
     publish.add_tags([f"flow:{FLOW_NAME}", env_tag(environment)])
     try:
         preflight(environment, project)
-        with tags(env_tag(environment)):
+        with untagged():
             return result_of(dns(environment=environment, project=project))["summary"]
     finally:
         runtime.release()

@@ -5,6 +5,10 @@ A composition of environment deployments, not a copy of them: each environment i
 ``promotion:<id>``), which takes that environment's lock and rolls it back on failure like any other
 deployment. The version is resolved to one SHA here and every environment receives exactly it.
 
+A promotion that fails, times out or crashes (an environment failed, a gate failed, the approval was
+rejected or never given) alerts production's destinations: the automation ``<project>-promotion-failed``,
+which each promotion ensures when it starts (tasks/monitoring.py ``ensure_promotion_alerts``).
+
 Before production: the gates (tasks/gates.py), then the human approval. The approval suspends the
 run (``suspend_flow_run``): no process waits for it, and a pending approval survives a restart of the
 worker or of the Prefect server. Once answered, Prefect runs the flow again from the top; an
@@ -75,6 +79,24 @@ def _pin_subflow_key(subflow, environment: str) -> None:
         counters[key] = index - 1  # the next call takes index
 
 
+def _ensure_alerts(production, project: str) -> None:
+    """Production's destinations hear of this promotion's failure (never fails the promotion: it says why)."""
+    from tasks.monitoring import ensure_promotion_alerts, promotion_automation_name
+
+    logger = get_run_logger()
+    try:
+        outcome, skipped = ensure_promotion_alerts(project, production.alerts().urls())
+    except Exception as exc:  # noqa: BLE001 - alerting must not stop a promotion; the type only (URLs are secrets)
+        logger.warning("automation %s not ensured (%s): a failure of this promotion may alert no one",
+                       promotion_automation_name(project), type(exc).__name__)
+        return
+    if skipped:
+        logger.warning("production alert destination(s) %s not usable by apprise: not notified of promotion failures",
+                       ", ".join(skipped))
+    logger.info("promotion failures alert production's destinations: automation %s %s",
+                promotion_automation_name(project), outcome)
+
+
 def _production_now(project: str) -> str:
     from prefect import get_client
 
@@ -129,6 +151,7 @@ def promote_release(version: str, operator: str = "prefect-ui", project: str = "
     publish.add_tags([f"flow:{FLOW_NAME}", f"release:{version}"])
     try:
         production = runtime.environment("production", project)
+        _ensure_alerts(production, project)
         sha = versions.resolve(production.application.repository, version)
         publish.record_commit(sha)
         logger.info("promoting %s (%s) for %s", version, sha, operator)

@@ -36,7 +36,7 @@ def rollback_environment(environment: str, operator: str = "unknown", reason: st
     from technicia_deploy.tracking import publish
     from tasks import runtime
     from tasks.rollback import rollback
-    from tasks.step import result_of
+    from tasks.step import result_of, untagged
 
     logger = get_run_logger()
     publish.add_tags([f"flow:{FLOW_NAME}", f"env:{environment}"])
@@ -49,7 +49,8 @@ def rollback_environment(environment: str, operator: str = "unknown", reason: st
                                     f"{caller.deployment_environment} only; use {environment}'s own")
         with environment_lock.hold(environment, project, str(flow_run.id), wait_s=lock_wait_s, logger=logger):
             logger.info("rolling %s back for %s%s", environment, operator, f": {reason}" if reason else "")
-            result = result_of(rollback(environment=environment, project=project))
+            with untagged():
+                result = result_of(rollback(environment=environment, project=project))
         version, _, sha = result["details"]["release"].partition(" (")
         publish.add_tags([f"release:{version}"])
         publish.record_commit(sha.rstrip(")"))

@@ -66,12 +66,27 @@ def publish_results(environment: str, results: list[dict[str, Any]]) -> None:
             logger.warning(f"{line}: {r['detail']}. Fix: {r['fix']}")
 
 
+MEMO = "api_keys"  # tasks.memo kind: the last check that passed for every service
+
+
 def smoke_environment(
-    environment: str, keys: cloud.ApiKeySettings, *, message: bool = False, timeout: float = 20.0
+    environment: str, keys: cloud.ApiKeySettings, *, message: bool = False, timeout: float = 20.0,
+    project: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Check, publish and return the results as plain data (call from inside a task or flow)."""
+    """Check, publish and return the results as plain data (call from inside a task or flow).
+
+    ``project``: remember a check that passed for every service, for the deployments that follow.
+    """
     results = [r.as_dict() for r in cloud.check_api_keys(environment, keys, send_message=message, timeout=timeout)]
     publish_results(environment, results)
+    if project:
+        from tasks import memo
+
+        if results and all(r["status"] == cloud.Status.OK for r in results):
+            slowest = max(r["latency_ms"] for r in results)
+            memo.remember(MEMO, environment, project, cloud.settings_digest(keys), f"slowest {slowest:.0f} ms")
+        else:
+            memo.forget(MEMO, environment, project)
     return results
 
 
@@ -83,15 +98,23 @@ def load_api_keys(environment: str, project: str = "technicia"):
 
 
 def require_working_keys(environment: str, project: str = "technicia", message: bool = False, timeout: float = 20.0,
-                         keys: cloud.ApiKeySettings | None = None) -> str:
+                         keys: cloud.ApiKeySettings | None = None, max_age_s: float = 0.0) -> str:
     """The deploy step's gate, called inside its task before the .env is written.
 
     ``keys``: the CloudApiKeys block when the caller has it already (else it is loaded).
+    ``max_age_s``: a check that passed with the same keys and settings less than this long ago stands
+    (no SDK import, no call): the scheduled key audit calls every day whatever this says.
     Publishes the table, raises :class:`technicia_deploy.cloud.ApiKeysRejected` (naming service,
     environment and fix) if any key fails, else returns a one-line summary for the step result.
     """
+    from tasks import memo
+
     keys = keys if keys is not None else load_api_keys(environment, project)
-    results = smoke_environment(environment, keys, message=message, timeout=timeout)
+    passed = memo.still_passing(MEMO, environment, project, cloud.settings_digest(keys), max_age_s)
+    if passed is not None:
+        return (f"{len(cloud.SERVICES)} API keys passed their smoke calls {memo.age_minutes(passed):.0f} min ago with "
+                f"the same keys and settings (re-checked after {max_age_s / 60:g} min)")
+    results = smoke_environment(environment, keys, message=message, timeout=timeout, project=project)
     cloud.raise_for_failures(results)
     slowest = max(r["latency_ms"] for r in results)
     return f"{len(results)} API keys passed their smoke calls (slowest {slowest:.0f} ms)"
@@ -102,12 +125,14 @@ def require_working_keys(environment: str, project: str = "technicia", message: 
 # from the top after a suspend) instead of calling the services again.
 @task(name="check-api-keys", task_run_name="check-api-keys-{environment}", cache_policy=NO_CACHE)
 def check_api_keys(environment: str, project: str = "technicia", message: bool = False, timeout: float = 20.0) -> list[dict[str, Any]]:
-    return smoke_environment(environment, load_api_keys(environment, project), message=message, timeout=timeout)
+    return smoke_environment(environment, load_api_keys(environment, project), message=message, timeout=timeout,
+                             project=project)
 
 
 @task(name="verify-api-keys", task_run_name="verify-api-keys-{environment}", cache_policy=NO_CACHE)
 def verify_api_keys(environment: str, project: str = "technicia", message: bool = False, timeout: float = 20.0) -> list[dict[str, Any]]:
     """A task of its own for the same gate: fails (ApiKeysRejected) unless every key passed its smoke call."""
-    results = smoke_environment(environment, load_api_keys(environment, project), message=message, timeout=timeout)
+    results = smoke_environment(environment, load_api_keys(environment, project), message=message, timeout=timeout,
+                                project=project)
     cloud.raise_for_failures(results)
     return results

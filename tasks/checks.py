@@ -86,15 +86,29 @@ def functional_outcomes(env: runtime.EnvironmentContext) -> tuple[list, str]:
 
 # --- performance -------------------------------------------------------------------------------------
 
-def previous_metrics(environment: str) -> dict[str, float]:
-    """The metrics of the latest ``performance-<env>`` artifact (the previous run's), {} if none."""
+def previous_rows(environment: str) -> list[dict[str, Any]]:
+    """The rows of the latest ``performance-<env>`` artifact (the previous load test's), [] if none."""
     from prefect.artifacts import Artifact
 
     latest = Artifact.get(artifact_key("performance", environment))
     if latest is None or latest.data is None:
-        return {}
+        return []
     rows = json.loads(latest.data) if isinstance(latest.data, str) else latest.data
-    return {row["metric"]: float(row["value"]) for row in rows if isinstance(row, dict) and "metric" in row}
+    return [row for row in rows if isinstance(row, dict) and "metric" in row]
+
+
+def metrics_of(rows: list[dict[str, Any]]) -> dict[str, float]:
+    return {row["metric"]: float(row["value"]) for row in rows}
+
+
+def previous_metrics(environment: str) -> dict[str, float]:
+    """The metrics of the latest ``performance-<env>`` artifact (the previous run's), {} if none."""
+    return metrics_of(previous_rows(environment))
+
+
+def passed_load_test(rows: list[dict[str, Any]]) -> bool:
+    """Whether these rows are a load test that met every threshold."""
+    return bool(rows) and all(row.get("verdict") != "FAILED" for row in rows)
 
 
 def performance_rows(result: loadtest.LoadResult, perf, previous: dict[str, float]) -> tuple[list[dict], list[str]]:
@@ -116,12 +130,24 @@ def performance_rows(result: loadtest.LoadResult, perf, previous: dict[str, floa
 
 
 @tracked_step("checks.performance")
-def performance(environment: str, project: str = "technicia") -> StepResult:
-    """A closed-loop load test of the environment's URL with its thresholds; compared with the previous run."""
+def performance(environment: str, project: str = "technicia", load_test: bool = True) -> StepResult:
+    """A closed-loop load test of the environment's URL with its thresholds; compared with the previous run.
+
+    ``load_test=False`` (the flow's choice on a run that changed nothing): the previous load test stands
+    if it passed, since the server serves what it measured; one that failed or never ran is run now.
+    """
     env = runtime.environment(environment, project)
     perf = env.settings.performance
+    before_rows = previous_rows(environment)
+    previous = metrics_of(before_rows)
+    if not load_test and passed_load_test(before_rows):
+        p95 = previous.get("p95_ms")
+        return StepResult("checks.performance", UNCHANGED,
+                          "load test not re-run: nothing changed since the last one, which passed"
+                          + (f" (p95 {p95:.1f} ms, {previous.get('requests_per_s', 0):.1f} req/s)" if p95 is not None else "")
+                          + "; `--load-test` runs it anyway",
+                          {"metrics": previous, "skipped": "nothing changed"})
     site = target(env)
-    previous = previous_metrics(environment)
     result = loadtest.run(site, perf.path, perf.concurrency, perf.duration_s)
     rows, violations = performance_rows(result, perf, previous)
     note = ""

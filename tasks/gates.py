@@ -61,7 +61,7 @@ def _dns_gate(env: runtime.EnvironmentContext, project: str, now: datetime) -> G
 def _keys_gate(env: runtime.EnvironmentContext) -> Gate:
     from tasks.api_keys import smoke_environment
 
-    results = smoke_environment(env.name, env.block.api_keys())
+    results = smoke_environment(env.name, env.api_keys(), project=env.project)
     return gates.production_api_keys(results, env.settings.promotion.min_quota_headroom_percent, cloud.SERVICE_LABELS)
 
 

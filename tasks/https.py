@@ -24,19 +24,32 @@ def site(env: runtime.EnvironmentContext) -> nginx.NginxSite:
 
 @tracked_step("https.dns")
 def dns(environment: str, project: str = "technicia", deadline_s: float = DNS_DEADLINE_S) -> StepResult:
-    """The domain's A record points at the VPS (OVH API), and every authoritative server says so."""
+    """The domain's A record points at the VPS (OVH API), and every authoritative server says so.
+
+    The wait is bounded by ``deadline_s``: past it the step fails naming each server that still answers
+    something else (not retried: a record that has not propagated in minutes needs a look, not a loop).
+    OVH calls retried after a transient error, and the wait for propagation, are said in the summary.
+    """
+    from technicia_deploy.ovh import retries_recorded, retry_note
+
     env = runtime.environment(environment, project)
     settings = env.settings
-    address = env.address()
-    change = env.ovh().ensure_record(settings.dns.zone, _subdomain(settings.domain, settings.dns.zone), "A",
-                                     address, settings.dns.ttl)
+    with retries_recorded() as retried:
+        address = env.address()
+        change = env.ovh().ensure_record(settings.dns.zone, _subdomain(settings.domain, settings.dns.zone), "A",
+                                         address, settings.dns.ttl)
     servers = dns_check.authoritative_servers(settings.dns.zone, settings.dns.nameservers)
-    dns_check.wait_propagated(servers, settings.domain, address, "A", deadline_s=deadline_s)
+    propagation = dns_check.wait_propagated(servers, settings.domain, address, "A", deadline_s=deadline_s)
     remember_record(environment, project, settings.domain, address, written=change == "changed")
+    waited = (f" after waiting {propagation.waited_s:g}s for propagation ({propagation.polls} rounds)"
+              if propagation.waited else "")
+    note = retry_note(retried)
     return StepResult("https.dns", change,
                       f"{settings.domain} A {address} ({'record written, ' if change == 'changed' else ''}"
-                      f"answered by {len(servers)} authoritative server(s))",
-                      {"domain": settings.domain, "address": address, "nameservers": [str(s) for s in servers]})
+                      f"answered by {len(servers)} authoritative server(s){waited})" + (f"; {note}" if note else ""),
+                      {"domain": settings.domain, "address": address, "nameservers": [str(s) for s in servers],
+                       "propagation_wait_s": propagation.waited_s, "propagation_polls": propagation.polls,
+                       "ovh_retries": [r.as_dict() for r in retried]})
 
 
 def record_variable(project: str, environment: str) -> str:
@@ -114,11 +127,11 @@ def certificate(environment: str, project: str = "technicia") -> StepResult:
     env = runtime.environment(environment, project)
     conn = runtime.connect(env)
     wanted_cert, wanted_site = _certificate_wanted(env), site(env)
-    facts = certbot.parse_facts(conn.run(certbot.fact_command(env.settings.domain), sudo=True).stdout)
+    facts = certbot.parse_facts(conn.read(certbot.fact_command(env.settings.domain), sudo=True).stdout)
     reasons = certbot.reasons_to_obtain(facts, wanted_cert)
     if reasons:
         conn.run(certbot.obtain_command(wanted_cert, replace_existing=facts.present), sudo=True, timeout=300)
-        facts = certbot.parse_facts(conn.run(certbot.fact_command(env.settings.domain), sudo=True).stdout)
+        facts = certbot.parse_facts(conn.read(certbot.fact_command(env.settings.domain), sudo=True).stdout)
     # With the certificate present, nginx's site switches to HTTPS + redirect.
     _, nginx_cmds = runtime.converge(conn, nginx.fact_command(wanted_site), nginx.parse_facts,
                                      lambda f: nginx.operations(f, wanted_site))

@@ -44,7 +44,7 @@ class AlertsFailed(RuntimeError):
 
 
 def _facts(env: runtime.EnvironmentContext, conn) -> mon.MonitorFacts:
-    return mon.parse_facts(conn.run(mon.fact_command(env.project), sudo=True).stdout)
+    return mon.parse_facts(conn.read(mon.fact_command(env.project), sudo=True).stdout)
 
 
 # --- monitoring.script -----------------------------------------------------------------------------
@@ -164,6 +164,59 @@ def wanted_automation(project: str, environment: str, block_ids: dict[str, str])
                     alert_trigger(environment), actions)
 
 
+PROMOTE_FLOW = "promote-release"
+PROMOTED_ENVIRONMENT = "production"
+
+
+def promotion_automation_name(project: str) -> str:
+    return f"{project}-promotion-failed"
+
+
+def promotion_trigger():
+    """Any run of the promote-release flow that ends Failed, TimedOut or Crashed, however it was started.
+
+    Matched on the flow (every flow-run state event names its flow as a related resource, role ``flow``),
+    not on a tag: a run started in-process or from a deployment, tagged or not, carries its flow.
+    """
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    return EventTrigger(
+        expect={"prefect.flow-run.Failed", "prefect.flow-run.TimedOut", "prefect.flow-run.Crashed"},
+        match={"prefect.resource.id": "prefect.flow-run.*"},
+        match_related={"prefect.resource.role": "flow", "prefect.resource.name": PROMOTE_FLOW},
+        posture=Posture.Reactive, threshold=1, within=0,
+    )
+
+
+def wanted_promotion_automation(project: str, block_ids: dict[str, str]):
+    from prefect.events.actions import SendNotification
+
+    body = ("Promotion {{ flow_run.name }} ended {{ flow_run.state.name }}: {{ flow_run.state.message }}\n"
+            "Tags: {{ flow_run.tags | join(', ') }}")
+    actions = [SendNotification(block_document_id=block_id,
+                                subject=f"[{project} promotion] {{{{ flow_run.name }}}} {{{{ flow_run.state.name }}}}",
+                                body=body) for _, block_id in sorted(block_ids.items())]
+    return _managed(promotion_automation_name(project),
+                    f"Notify {PROMOTED_ENVIRONMENT}'s {', '.join(sorted(block_ids))} when a {PROMOTE_FLOW} run (however it "
+                    "was started) fails, times out or crashes: a failed environment, a failed gate, a rejected or "
+                    "unanswered approval.", promotion_trigger(), actions)
+
+
+def ensure_promotion_alerts(project: str, urls: dict[str, str]) -> tuple[str, list[str]]:
+    """Production's destinations (name -> apprise URL) notified of every failed promotion.
+
+    Returns (automation outcome: 'created' | 'updated' | 'unchanged' | 'none (no destinations)', the names
+    of destinations skipped because apprise cannot use them). The notification blocks are production's own
+    (the ones its ``monitoring.alerts`` step keeps), so both automations deliver to the same place.
+    """
+    skipped = sorted(name for name, url in urls.items() if alert_sending.check_url(url))
+    block_ids = {name: ensure_notification_block(notification_block_name(project, PROMOTED_ENVIRONMENT, name), url)[0]
+                 for name, url in urls.items() if name not in skipped}
+    if not block_ids:
+        return "none (no destinations)", skipped
+    return _ensure(wanted_promotion_automation(project, block_ids)), skipped
+
+
 def zombie_trigger():
     """Prefect's "detect zombie flows": after a heartbeat, expect another heartbeat, or a state that ends
     or pauses the heartbeats, within ZOMBIE_AFTER_S; per flow run. Only runs of this project's flows
@@ -232,7 +285,7 @@ def _ensure(wanted) -> str:
 def alerts(environment: str, project: str = "technicia") -> StepResult:
     """Destinations validated and given to the server's script; Prefect notifies them of failed/crashed deploy runs."""
     env = runtime.environment(environment, project)
-    urls = env.block.alerts().urls()
+    urls = env.alerts().urls()
     invalid = {name: problem for name, url in urls.items() if (problem := alert_sending.check_url(url))}
     if invalid:
         raise AlertsFailed(f"{environment}: invalid alert destination(s): " +
@@ -262,13 +315,37 @@ def alerts(environment: str, project: str = "technicia") -> StepResult:
 
 # --- monitoring.alert_test ---------------------------------------------------------------------------
 
+# How long a passing test alert stands for runs that change nothing (then one is sent again).
+ALERT_TEST_MAX_AGE_S = 24 * 3600
+ALERT_MEMO = "alert_test"
+
+
+def _destinations_digest(urls: dict[str, str]) -> str:
+    from technicia_deploy.cloud import fingerprint
+    from technicia_deploy.freshness import digest
+
+    return digest({name: fingerprint(url) for name, url in urls.items()})
+
+
 @tracked_step("monitoring.alert_test", retries=0)
-def alert_test(environment: str, project: str = "technicia", test_id: str | None = None) -> StepResult:
-    """A real test alert through every destination, from the flow and from the server; failures named."""
+def alert_test(environment: str, project: str = "technicia", test_id: str | None = None, send: bool = True) -> StepResult:
+    """A real test alert through every destination, from the flow and from the server; failures named.
+
+    ``send=False`` (the flow's choice on a run that changed nothing): a test alert that reached the same
+    destinations within ALERT_TEST_MAX_AGE_S stands, so a redeploy does not page the team for nothing.
+    """
+    from tasks import memo
+
     env = runtime.environment(environment, project)
-    urls = env.block.alerts().urls()
+    urls = env.alerts().urls()
     if not urls:
         return StepResult("monitoring.alert_test", UNCHANGED, "no alert destinations declared: nothing to test", {})
+    destinations = _destinations_digest(urls)
+    passed = None if send else memo.still_passing(ALERT_MEMO, environment, project, destinations, ALERT_TEST_MAX_AGE_S)
+    if passed is not None:
+        return StepResult("monitoring.alert_test", UNCHANGED,
+                          f"no test alert sent: nothing changed, and {passed.summary} {memo.age_minutes(passed):.0f} min "
+                          "ago; `--alert-test` sends one", {"skipped": "nothing changed", "last": passed.summary})
     test_id = test_id or f"alert-test-{uuid.uuid4().hex[:12]}"
     title = f"[{project} {environment}] test alert {test_id}"
     body = f"Test alert {test_id} from the deployment pipeline for {env.settings.domain}. No action needed."
@@ -284,6 +361,8 @@ def alert_test(environment: str, project: str = "technicia", test_id: str | None
     failed = [f"{label}: {d.detail}" for label, d in results.items() if not d.ok]
     rows = {label: ("ok" if d.ok else d.detail) for label, d in results.items()}
     if failed:
+        memo.forget(ALERT_MEMO, environment, project)
         raise AlertsFailed(f"{environment}: test alert {test_id} not delivered to: " + "; ".join(failed))
-    return StepResult("monitoring.alert_test", UNCHANGED,
-                      f"test alert {test_id} accepted by {', '.join(results)}", {"test_id": test_id, "deliveries": rows})
+    summary = f"test alert {test_id} accepted by {', '.join(results)}"
+    memo.remember(ALERT_MEMO, environment, project, destinations, summary)
+    return StepResult("monitoring.alert_test", UNCHANGED, summary, {"test_id": test_id, "deliveries": rows})

@@ -8,7 +8,7 @@ results. Everything is cached per flow run and released by :func:`release`.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from technicia_deploy.connection import ConnectionPool, HostConnection
@@ -16,6 +16,8 @@ from technicia_deploy.connection import ConnectionPool, HostConnection
 _lock = threading.Lock()
 _pools: dict[str, ConnectionPool] = {}
 _contexts: dict[tuple[str, str, str], "EnvironmentContext"] = {}
+# Per flow run: the connections its tasks were handed, each with its reconnection count when first handed out.
+_connections: dict[str, dict[int, tuple[HostConnection, int]]] = {}
 
 
 def _flow_run_key() -> str:
@@ -35,15 +37,35 @@ class EnvironmentContext:
     application: Any  # config.Application
     ssh: Any  # blocks.SshAccess
     _address: str | None = None
+    _loaded: dict[str, Any] = field(default_factory=dict)
 
     @property
     def deploy_user(self) -> str:
         return self.ssh.user
 
+    def _once(self, name: str, load: Callable[[], Any]) -> Any:
+        """A block the environment names, loaded from the server once per flow run (each load is a request)."""
+        with _lock:
+            if name in self._loaded:
+                return self._loaded[name]
+        value = load()
+        with _lock:
+            return self._loaded.setdefault(name, value)
+
+    def ovh_credentials(self):
+        return self._once("ovh", self.block.ovh)
+
+    def api_keys(self):
+        return self._once("api_keys", self.block.api_keys)
+
+    def alerts(self):
+        return self._once("alerts", self.block.alerts)
+
     def ovh(self):
+        """The OVH API client (one per flow run: each new client asks OVH for its clock first)."""
         from technicia_deploy.ovh import OvhApi
 
-        return OvhApi.from_block(self.block.ovh())
+        return self._once("ovh_api", lambda: OvhApi.from_block(self.ovh_credentials()))
 
     def address(self) -> str:
         """The server's address: declared, or the VPS's IPv4 as OVH reports it (looked up once)."""
@@ -80,8 +102,19 @@ def pool() -> ConnectionPool:
 
 def connect(env: EnvironmentContext, user: str | None = None) -> HostConnection:
     """The flow run's connection to the environment's server, as the deploy user unless told otherwise."""
-    return pool().get(env.address(), env.ssh.port, user or env.deploy_user, env.ssh.host_key,
+    conn = pool().get(env.address(), env.ssh.port, user or env.deploy_user, env.ssh.host_key,
                       env.ssh.private_key.get_secret_value())
+    with _lock:
+        _connections.setdefault(_flow_run_key(), {}).setdefault(id(conn), (conn, conn.reconnects))
+    return conn
+
+
+def reconnections() -> int:
+    """How many times this flow run's SSH connections were re-opened after being lost, so far: a step compares
+    it before and after, so that a connection lost under it shows in its summary (tasks.step)."""
+    with _lock:
+        handed = list(_connections.get(_flow_run_key(), {}).values())
+    return sum(conn.reconnects - first for conn, first in handed)
 
 
 def release() -> None:
@@ -89,6 +122,7 @@ def release() -> None:
     key = _flow_run_key()
     with _lock:
         conn_pool = _pools.pop(key, None)
+        _connections.pop(key, None)
         for ctx_key in [k for k in _contexts if k[0] == key]:
             del _contexts[ctx_key]
     if conn_pool:
@@ -98,7 +132,7 @@ def release() -> None:
 def converge(conn: HostConnection, fact_command: str, parse: Callable[[str], Any],
              operate: Callable[[Any], list[str]], *, sudo: bool = True) -> tuple[Any, list[str]]:
     """Read facts, compute what is still needed, run it. Returns (facts, commands run)."""
-    facts = parse(conn.run(fact_command, sudo=sudo).stdout)
+    facts = parse(conn.read(fact_command, sudo=sudo).stdout)
     commands = operate(facts)
     for command in commands:
         conn.run(command, sudo=True)

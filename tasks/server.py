@@ -74,20 +74,26 @@ def publish_server_facts(environment: str, env: runtime.EnvironmentContext, ovh_
 @tracked_step("server.os")
 def os_installation(environment: str, rebuild: bool = False, project: str = "technicia") -> StepResult:
     """Compare the VPS with its declared spec (OVH API); rebuild only when asked; harden SSH and sudo."""
+    from technicia_deploy.ovh import retries_recorded, retry_note
+
     env = runtime.environment(environment, project)
     spec = env.settings.server
     api = env.ovh()
-    details = api.vps_details(spec.ovh_service_name)
-    differences = details.differences(spec)
     changed = False
     notes = []
-    if rebuild:
-        image = api.find_image(spec.ovh_service_name, spec.os)
-        api.rebuild_and_wait(spec.ovh_service_name, image, deploy_public_key(env))
-        runtime.pool().close()
-        _wait_for_ssh(env, env.ssh.admin_user or env.deploy_user, SSH_BACK_DEADLINE_S)
-        changed = True
-        notes.append(f"rebuilt with {spec.os}")
+    with retries_recorded() as retried:
+        details = api.vps_details(spec.ovh_service_name)
+        if rebuild:
+            image = api.find_image(spec.ovh_service_name, spec.os)
+            api.rebuild_and_wait(spec.ovh_service_name, image, deploy_public_key(env))
+            runtime.pool().close()
+            _wait_for_ssh(env, env.ssh.admin_user or env.deploy_user, SSH_BACK_DEADLINE_S)
+            changed = True
+            notes.append(f"rebuilt with {spec.os}")
+        env.address()  # the VPS's address, from OVH unless declared (its retries are this step's too)
+    differences = details.differences(spec)
+    if retried:
+        notes.append(retry_note(retried))
 
     conn, via_admin = _connect_for_hardening(env)
     wanted = hardening.HardeningWanted(public_key=deploy_public_key(env), user=env.deploy_user)
@@ -111,6 +117,7 @@ def os_installation(environment: str, rebuild: bool = False, project: str = "tec
         "differences": differences,
         "server_reports": {"vcores": observed.vcores, "ram_gb": observed.ram_gb, "disk_gb": observed.disk_gb, "os": observed.os},
         "commands": len(commands),
+        "ovh_retries": [r.as_dict() for r in retried],
     })
 
 
@@ -122,20 +129,24 @@ def firewall(environment: str, project: str = "technicia") -> StepResult:
     conn = runtime.connect(env)
     _, commands = runtime.converge(conn, firewall_cmds.fact_command(), firewall_cmds.parse_facts,
                                    lambda facts: firewall_cmds.operations(facts, wanted, ssh_port=env.ssh.port))
-    ovh_outcome = "unchanged"
+    ovh_outcome, retried = "unchanged", []
     if wanted.ovh_network_firewall:
-        from technicia_deploy.ovh import network_firewall_rules
+        from technicia_deploy.ovh import network_firewall_rules, retries_recorded
 
         rules = network_firewall_rules([(r.port, r.protocol) for r in wanted.public])
-        ovh_outcome = env.ovh().ensure_firewall(env.address(), rules)
+        with retries_recorded() as retried:
+            ovh_outcome = env.ovh().ensure_firewall(env.address(), rules)
+    from technicia_deploy.ovh import retry_note
+
     public = ", ".join(f"{r.port}/{r.protocol}" for r in wanted.public)
     internal = ", ".join(f"{r.port}/{r.protocol}" for r in wanted.internal) or "none"
     changed = bool(commands) or ovh_outcome == "changed"
     return StepResult("server.firewall", outcome(changed),
                       f"public {public}; internal only {internal}" + (f"; {len(commands)} rule change(s)" if commands else "")
-                      + ("; OVH network firewall updated" if ovh_outcome == "changed" else ""),
+                      + ("; OVH network firewall updated" if ovh_outcome == "changed" else "")
+                      + (f"; {retry_note(retried)}" if retried else ""),
                       {"public": [r.port for r in wanted.public], "internal": [r.port for r in wanted.internal],
-                       "commands": len(commands)})
+                       "commands": len(commands), "ovh_retries": [r.as_dict() for r in retried]})
 
 
 @tracked_step("server.docker")

@@ -59,8 +59,8 @@ def api_keys(environment: str, version: str, sha: str, project: str = "technicia
     """The release's .env written from the environment's blocks (0600, deploy user, atomic) if it differs,
     once its variable names match the release's .env.example (the application's contract)."""
     env = runtime.environment(environment, project)
-    keys = env.block.api_keys()
-    smoke_summary = _smoke(environment, project, keys)
+    keys = env.api_keys()
+    smoke_summary = _smoke(environment, project, keys, env.settings.api_keys.smoke_max_age_minutes * 60)
     conn = runtime.connect(env)
     release_dir = layout(env).release_dir(version, sha)
     path = env_file_path(env, release_dir)
@@ -88,11 +88,12 @@ def api_keys(environment: str, version: str, sha: str, project: str = "technicia
                        "contract": example if contract.found else None})
 
 
-def _smoke(environment: str, project: str, keys) -> str:
-    """Run the smoke calls before the keys ship; a failing key stops the deployment here."""
+def _smoke(environment: str, project: str, keys, max_age_s: float) -> str:
+    """Run the smoke calls before the keys ship (unless the same keys passed them within ``max_age_s``);
+    a failing key stops the deployment here."""
     from tasks.api_keys import require_working_keys
 
-    return require_working_keys(environment, project, keys=keys)
+    return require_working_keys(environment, project, keys=keys, max_age_s=max_age_s)
 
 
 # (flow run, release dir) whose deploy command an attempt of services.deploy started: a retry that then

@@ -1,15 +1,21 @@
 """How a catalogue step becomes a Prefect task.
 
-Each step is a task named by its catalogue id and tagged ``step:<id>`` (plus
-the flow's ``env:``/``release:`` tags), so the run history answers "what
-happened to step X in environment Y" with one tag query. A step returns a
-:class:`StepResult`; the task's final state carries ``"<outcome>: <summary>"``
-as its message (what the tracking document shows, built by
-``tracking.publish.step_completed``) and the result as data.
+Each step is a task named by its catalogue id; its flow run carries the
+``env:``/``release:`` tags, so the run history answers "what happened to step X
+in environment Y" with one query (flow runs by tag, task runs by name). A step
+returns a :class:`StepResult`; the task's final state carries
+``"<outcome>: <summary>"`` as its message (what the tracking document shows,
+built by ``tracking.publish.step_completed``) and the result as data.
+
+Step task runs carry no tags at all (:func:`untagged`): Prefect asks its server
+for a concurrency slot for every tagged task run (one more round trip per step,
+and on SQLite a source of 503 "database is locked" retries), and nothing here
+limits steps by tag.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -84,6 +90,24 @@ def note_attempts(exc: BaseException, step_id: str, attempt: int, retries: int) 
     exc.step_attempts = attempt
 
 
+def note_reconnections(result: StepResult, reopened: int) -> None:
+    """Say in the step's summary that its SSH connection was lost and re-opened under it (the connection re-ran
+    the command it cut, or the step's retry re-read the server's facts): otherwise the history would not show it."""
+    if reopened > 0:
+        result.summary += f" (SSH connection lost and re-opened {reopened} time(s) during this step)"
+        result.details["ssh_reconnections"] = reopened
+
+
+@contextlib.contextmanager
+def untagged():
+    """Task runs created inside get no tags, not even those of an enclosing ``prefect.tags`` (the flow run
+    keeps its own): see the module docstring for why. Flows call their steps inside it."""
+    from prefect.context import TagsContext
+
+    with TagsContext(current_tags=set()):
+        yield
+
+
 def tracked_step(step_id: str, *, retries: int = 2, retry_delay_seconds: float = 3) -> Callable:
     """Make ``fn`` (returning a StepResult) the Prefect task for catalogue step ``step_id``."""
     catalogue.step(step_id)  # a typo fails at import, not in the middle of a deployment
@@ -91,23 +115,27 @@ def tracked_step(step_id: str, *, retries: int = 2, retry_delay_seconds: float =
     def decorate(fn: Callable[..., StepResult]):
         from prefect import task
 
-        from technicia_deploy.tracking.publish import step_completed
+        from technicia_deploy.tracking.publish import step_completed, step_started
 
         @functools.wraps(fn)
         def run(*args, **kwargs):
+            from tasks import runtime
+
+            step_started(step_id)
+            reopened = runtime.reconnections()
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 if is_transient_error(exc):
                     note_attempts(exc, step_id, current_attempt(), retries)
                 raise
+            note_reconnections(result, runtime.reconnections() - reopened)
             # The tracking document's contract builds the state (message format, length cap).
             return step_completed(result.as_dict())
 
         return task(
             name=step_id,
             task_run_name=step_id,
-            tags=[catalogue.step_tag(step_id)],
             retries=retries,
             retry_delay_seconds=retry_delay_seconds,
             retry_condition_fn=is_transient,

@@ -493,6 +493,27 @@ def service_calls(keys: ApiKeySettings, send_message: bool = False) -> dict[str,
     }
 
 
+# --------------------------------------------------------------------------- freshness of a passing check
+
+SETTINGS_FIELDS = tuple(ApiKeySettings.__annotations__)
+
+
+def settings_digest(keys: ApiKeySettings) -> str:
+    """A digest of everything a smoke call depends on: each secret by its fingerprint, the rest as is.
+
+    Two checks with the same digest called the same services with the same keys, models and endpoints.
+    """
+    def plain(value: Any) -> Any:
+        if hasattr(value, "get_secret_value"):
+            secret = value.get_secret_value()
+            return fingerprint(secret if isinstance(secret, str) else json.dumps(secret, sort_keys=True))
+        return value
+
+    from technicia_deploy.freshness import digest
+
+    return digest({name: plain(getattr(keys, name, None)) for name in SETTINGS_FIELDS})
+
+
 # --------------------------------------------------------------------------- running the checks
 
 def run_check(

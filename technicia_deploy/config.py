@@ -233,6 +233,10 @@ class ApiKeys(_Model):
     google: GoogleSettings
     voyageai: VoyageSettings
     anthropic: AnthropicSettings
+    smoke_max_age_minutes: float = Field(
+        default=60, ge=0, description="a deployment re-uses the last passing smoke calls of the same keys and "
+        "settings younger than this instead of calling the services again; 0: call on every deployment (the "
+        "scheduled key audit always calls)")
 
 
 class Docker(_Model):

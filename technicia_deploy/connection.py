@@ -178,6 +178,9 @@ class HostConnection:
         self._lost_at: float | None = None  # monotonic time the connection was lost, until it is back
         self.commands_run = 0
         self.reconnects = 0
+        self.reads_reused = 0
+        self._writes = 0  # commands that may have changed the server: a read older than the last one is stale
+        self._reads: dict[tuple[str, bool], tuple[int, Result]] = {}
 
     # -- connecting ---------------------------------------------------------------
     def _open(self):
@@ -304,8 +307,34 @@ class HostConnection:
             self._forget(lost=False)
 
     # -- running --------------------------------------------------------------------
+    def read(self, command: str, *, sudo: bool = False) -> Result:
+        """Run a read-only fact command, or return its output from earlier in this connection's life if no
+        other command has run since (steps of one phase read some of the same facts: nginx, certbot,
+        monitoring). Any other command, even a failed one, and any lost connection forget what was read."""
+        key = (command, sudo)
+        with self._lock:
+            cached = self._reads.get(key)
+            if cached is not None and cached[0] == self._writes:
+                self.reads_reused += 1
+                return cached[1]
+            generation = self._writes
+        out = self._run(command, sudo=sudo, as_user=None, stdin=None, check=True, timeout=600, rerun_on_drop=True)
+        with self._lock:
+            if generation == self._writes:
+                self._reads[key] = (generation, out)
+        return out
+
     def run(self, command: str, *, sudo: bool = False, as_user: str | None = None, stdin: str | None = None,
             check: bool = True, timeout: float | None = 600, rerun_on_drop: bool = True) -> Result:
+        """Run a command that may change the server (see :meth:`_run`); what :meth:`read` kept is forgotten."""
+        with self._lock:
+            self._writes += 1
+            self._reads.clear()
+        return self._run(command, sudo=sudo, as_user=as_user, stdin=stdin, check=check, timeout=timeout,
+                         rerun_on_drop=rerun_on_drop)
+
+    def _run(self, command: str, *, sudo: bool, as_user: str | None, stdin: str | None,
+             check: bool, timeout: float | None, rerun_on_drop: bool) -> Result:
         """Run one command (as root with ``sudo``, as another user with ``as_user``);
         ``stdin`` carries secret content so it never appears in a command line.
 
@@ -332,6 +361,8 @@ class HostConnection:
                     raise
                 drops.append(reason)
                 self._dropped(conn)
+                with self._lock:
+                    self._reads.clear()  # the server may have restarted: facts are read again
                 log.warning("%s: connection lost running `%s` (%s), attempt %d/%d", self.label, _short(command, 80),
                             reason, attempt, self._attempts)
                 if not rerun_on_drop:

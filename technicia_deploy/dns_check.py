@@ -59,15 +59,35 @@ def answers(server: Nameserver, name: str, rdtype: str = "A", timeout: float = 2
     return {item.to_text() for rrset in response.answer if rrset.rdtype == dns.rdatatype.from_text(rdtype) for item in rrset}
 
 
+@dataclass(frozen=True)
+class Propagation:
+    """What :func:`wait_propagated` saw: each server's final answer, how long it waited and how many rounds it asked."""
+
+    seen: dict[str, set[str]]
+    waited_s: float
+    polls: int
+
+    @property
+    def waited(self) -> bool:
+        """True when the first round was not already the answer (the change had to propagate)."""
+        return self.polls > 1
+
+
 def wait_propagated(servers: list[Nameserver], name: str, value: str, rdtype: str = "A",
-                    deadline_s: float = 300.0, poll_s: float = 2.0) -> dict[str, set[str]]:
-    """Poll until every server answers exactly ``value``; TimeoutError naming the laggards otherwise."""
-    deadline = time.monotonic() + deadline_s
+                    deadline_s: float = 300.0, poll_s: float = 2.0) -> Propagation:
+    """Poll until every server answers exactly ``value``; TimeoutError naming the laggards otherwise.
+
+    Bounded: at most ``deadline_s`` seconds (one more round after it), a round every ``poll_s`` seconds.
+    """
+    start = time.monotonic()
+    deadline = start + deadline_s
+    polls = 0
     while True:
+        polls += 1
         seen = {str(server): answers(server, name, rdtype) for server in servers}
         if all(found == {value} for found in seen.values()):
-            return seen
+            return Propagation(seen, round(time.monotonic() - start, 1), polls)
         if time.monotonic() > deadline:
             lagging = ", ".join(f"{s} answers {sorted(v) or 'nothing'}" for s, v in seen.items() if v != {value})
-            raise TimeoutError(f"{name} {rdtype} not yet {value} after {deadline_s:.0f}s: {lagging}")
+            raise TimeoutError(f"{name} {rdtype} not yet {value} after {deadline_s:.0f}s ({polls} rounds): {lagging}")
         time.sleep(poll_s)

@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from technicia_deploy.steps import env_tag
+from technicia_deploy.steps import env_tag, is_step
 
 # The flows that change an environment's server and therefore take its lock.
 LOCKING_FLOWS = ("deploy-environment", "rollback-environment")
 LEASE_S = 60  # the server's minimum; renewed in the background while the holder is alive
 DEFAULT_WAIT_S = 1800.0
-STEP_TAG_PREFIX = "step:"
+STEP_TAG_PREFIX = "step:"  # how step task runs were marked in older histories; now they are named by their step id
 REAP_SCAN = 20  # how many Running/Crashed runs of the environment a new holder looks at
 
 _log = logging.getLogger(__name__)
@@ -122,12 +122,18 @@ class DeadRun:
                 f"with {self.task_runs_crashed} unfinished task run(s)")
 
 
+def _step_tag(task_run: Any) -> str | None:
+    return next((t for t in (task_run.tags or []) if t.startswith(STEP_TAG_PREFIX)), None)
+
+
 def _is_step(task_run: Any) -> bool:
-    return any(t.startswith(STEP_TAG_PREFIX) for t in (task_run.tags or []))
+    """A catalogue step's task run: named by its step id (step task runs carry no tags), or tagged ``step:<id>``
+    in older histories. Any other task run (tagging, preflight...) is not a step."""
+    return is_step(task_run.name) or _step_tag(task_run) is not None
 
 
 def _step_id(task_run: Any) -> str:
-    tag = next((t for t in task_run.tags if t.startswith(STEP_TAG_PREFIX)), None)
+    tag = _step_tag(task_run)
     return tag[len(STEP_TAG_PREFIX):] if tag else task_run.name
 
 

@@ -6,15 +6,24 @@ found, conflict, transient, other) and whose message names the call but never a
 key, bounded retries with backoff for transient faults only, and the idempotent
 helpers the flow needs (VPS facts, rebuild + wait, DNS record, network firewall).
 
+Retries are not silent: each one is recorded (:class:`Retry`: the call, the
+status, the attempt) on the client (``OvhApi.retried``) and in every
+:func:`retries_recorded` block around it, so a step can say which of its calls
+it had to retry (:func:`retry_note`); an error after the last retry says how many
+attempts it made.
+
 python-ovh only accepts endpoint *names*; a custom API URL (the sandbox
 emulator) is registered in ``ovh.client.ENDPOINTS`` under a local name.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Iterable, Literal
@@ -42,12 +51,56 @@ class OvhErrorKind(str, Enum):
 
 
 class OvhError(Exception):
-    """An OVH API call failed. ``call`` is "METHOD /path"; the message never holds a key."""
+    """An OVH API call failed. ``call`` is "METHOD /path"; the message never holds a key.
 
-    def __init__(self, call: str, kind: OvhErrorKind, detail: str, status: int | None = None) -> None:
-        self.call, self.kind, self.detail, self.status = call, kind, detail, status
+    ``attempts``: how many times the call was made (more than 1: it was retried, and the message says so).
+    """
+
+    def __init__(self, call: str, kind: OvhErrorKind, detail: str, status: int | None = None,
+                 attempts: int = 1) -> None:
+        self.call, self.kind, self.detail, self.status, self.attempts = call, kind, detail, status, attempts
         http = f"HTTP {status}: " if status else ""
-        super().__init__(f"OVH API {call}: {kind.value} ({http}{detail})")
+        tries = f"; gave up after {attempts} attempts" if attempts > 1 else ""
+        super().__init__(f"OVH API {call}: {kind.value} ({http}{detail}{tries})")
+
+    def __reduce__(self):  # Prefect pickles a failed task's exception: keep every field
+        return (type(self), (self.call, self.kind, self.detail, self.status, self.attempts))
+
+
+@dataclass(frozen=True)
+class Retry:
+    """One retried call: ``attempt`` (1-based) failed with a transient error and the call was made again."""
+
+    call: str  # "METHOD /path", no key in it
+    status: int | None  # the HTTP status, None for a network error or a timeout
+    attempt: int
+    wait_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"call": self.call, "status": self.status, "attempt": self.attempt, "wait_s": self.wait_s}
+
+
+_recorders: contextvars.ContextVar[tuple[list[Retry], ...]] = contextvars.ContextVar("ovh_retry_recorders", default=())
+
+
+@contextlib.contextmanager
+def retries_recorded():
+    """Collect every retry any :class:`OvhApi` makes in this block (this thread/context): ``with ... as retried``."""
+    retried: list[Retry] = []
+    token = _recorders.set(_recorders.get() + (retried,))
+    try:
+        yield retried
+    finally:
+        _recorders.reset(token)
+
+
+def retry_note(retried: Iterable[Retry]) -> str:
+    """ "OVH API retried 2 transient error(s): GET /vps/x HTTP 500 ×2", or "" when nothing was retried."""
+    counts = Counter((r.call, r.status) for r in retried)
+    if not counts:
+        return ""
+    parts = [f"{call} {f'HTTP {status}' if status else 'network error'} ×{n}" for (call, status), n in counts.items()]
+    return f"OVH API retried {sum(counts.values())} transient error(s): {', '.join(parts)}"
 
 
 def _path_part(value: object) -> str:
@@ -186,6 +239,7 @@ class OvhApi:
         self.retries = retries
         self.backoff_s = backoff_s
         self._sleep = sleep
+        self.retried: list[Retry] = []  # every retry this client made, oldest first
 
     def __repr__(self) -> str:
         return f"OvhApi({self._client._endpoint})"
@@ -264,9 +318,18 @@ class OvhApi:
                 if method == "POST" and self._may_have_run(exc):
                     retry = False
                 if not retry:
+                    if attempt:
+                        error = OvhError(error.call, error.kind, error.detail, error.status, attempts=attempt + 1)
                     raise error from None
-            self._sleep(min(self.backoff_s * 2**attempt, MAX_BACKOFF_S))
+            wait = min(self.backoff_s * 2**attempt, MAX_BACKOFF_S)
+            self._record(Retry(call, error.status, attempt + 1, wait))
+            self._sleep(wait)
             attempt += 1
+
+    def _record(self, retry: Retry) -> None:
+        self.retried.append(retry)
+        for recorder in _recorders.get():
+            recorder.append(retry)
 
     # --- credentials
 

@@ -100,6 +100,11 @@ _BY_ID = {step.id: step for step in STEPS + OPERATIONS}
 _PHASE_BY_ID = {phase.id: phase for phase in PHASES}
 
 
+def is_step(step_id: str | None) -> bool:
+    """Whether ``step_id`` names a catalogue step or operation (a step task run's name is its id)."""
+    return step_id in _BY_ID
+
+
 def step(step_id: str) -> Step:
     """The catalogue entry for ``step_id``; a typo is a KeyError naming the known ids."""
     try:
@@ -116,7 +121,8 @@ def phase(phase_id: str) -> Phase:
 
 
 # Run tags. Prefect cannot filter runs on parameters, so everything the run
-# history is queried by (environment, release, step) is a tag.
+# history is queried by (environment, release) is a flow run tag; a step task run is found by its
+# name (its step id). ``step:`` tags are read from older histories only.
 def env_tag(environment: str) -> str:
     return f"env:{environment}"
 

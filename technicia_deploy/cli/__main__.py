@@ -1,5 +1,3 @@
-import sys
+from technicia_deploy.cli import run
 
-from technicia_deploy.cli import main
-
-sys.exit(main())
+run()

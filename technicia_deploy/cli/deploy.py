@@ -29,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--project", default="technicia", help="project name used in block names (default: %(default)s)")
     parser.add_argument("--lock-wait", type=float, default=None, metavar="SECONDS",
                         help="how long to wait for another run of this environment before giving up")
+    parser.add_argument("--load-test", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the load test (--load-test) or keep the last passing one (--no-load-test); "
+                        "default: run it only when the deployment changed something")
+    parser.add_argument("--alert-test", action=argparse.BooleanOptionalAction, default=None,
+                        help="send a test alert through every destination (--alert-test) or not (--no-alert-test); "
+                        "default: only when the deployment changed something")
     parser.set_defaults(func=_deploy, needs_prefect=True)
 
 
@@ -44,6 +50,9 @@ def _deploy(args: argparse.Namespace) -> int:
     from technicia_deploy.steps import env_tag
 
     options = {"lock_wait_s": args.lock_wait} if args.lock_wait is not None else {}
+    for option in ("load_test", "alert_test"):
+        if getattr(args, option) is not None:
+            options[option] = getattr(args, option)
     sha = _resolve(args.project, args.environment, args.version)  # a bad version is one error line, no flow run
     # Tagged from its creation: the alert automation sees the run's tags only if its first state event had them.
     with tags(env_tag(args.environment)):

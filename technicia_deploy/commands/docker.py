@@ -74,7 +74,10 @@ def fact_command(user: str = "deploy") -> str:
         ("arch", "dpkg --print-architecture"),
         ("docker", "docker --version"),
         ("compose_v2", "docker compose version --short"),
-        ("compose_v1", "docker-compose version --short"),
+        # Compose v1 is a Python program that takes up to a second to print its version: read it from the
+        # package database when Debian installed it (the binary otherwise, e.g. installed by pip).
+        ("compose_v1", "v=$(dpkg-query -W -f='${db:Status-Status} ${Version}' docker-compose 2>/dev/null) "
+                       '&& [ "${v%% *}" = installed ] && echo "${v#* }" || docker-compose version --short'),
         ("active", "systemctl is-active docker"),
         ("enabled", "systemctl is-enabled docker"),
         ("groups", f"id -nG {q(check_unix_name(user))}"),
@@ -115,6 +118,13 @@ def _first_version(section: Section) -> str | None:
     return match.group(0).rstrip(",").lstrip("v") if match else None
 
 
+def upstream_version(version: str | None) -> str | None:
+    """A Debian package version's upstream part: ``1:1.29.2-3`` -> ``1.29.2`` (others unchanged)."""
+    if version is None:
+        return None
+    return re.sub(r"-[^-]*$", "", re.sub(r"^\d+:", "", version)) if re.match(r"^(\d+:)?\d[^-]*-[^-]+$", version) else version
+
+
 def parse_facts(output: str) -> DockerFacts:
     s = parse_sections(output, SECTIONS)
     os_words = s["os"].lines[0].split() if s["os"].ok and s["os"].lines else []
@@ -124,7 +134,7 @@ def parse_facts(output: str) -> DockerFacts:
         arch=s["arch"].lines[0].strip() if s["arch"].ok and s["arch"].lines else None,
         docker_version=_first_version(s["docker"]),
         compose_v2_version=_first_version(s["compose_v2"]),
-        compose_v1_version=_first_version(s["compose_v1"]),
+        compose_v1_version=upstream_version(_first_version(s["compose_v1"])),
         active=bool(s["active"].lines) and s["active"].lines[0].strip() == "active",
         enabled=bool(s["enabled"].lines) and s["enabled"].lines[0].strip() == "enabled",
         user_groups=tuple(s["groups"].lines[0].split()) if s["groups"].ok and s["groups"].lines else (),

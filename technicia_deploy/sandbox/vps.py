@@ -6,17 +6,24 @@ root password set and sshd at Debian's defaults (so hardening has something
 real to change). Its ed25519 host key is generated under the state dir before
 the container exists, so environments.yaml can pin it, and survives rebuilds.
 Docker and containerd data live on volumes: overlay on overlay does not work.
+
+A benchmark can add an extra VPS from the same image (``start_extra``/``remove_extra``): never an environment.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import ipaddress
+import json
+import re
 import secrets
+import shutil
 import socket
 import tarfile
 import time
 from pathlib import Path
+from typing import Iterable
 
 from technicia_deploy.sandbox import image, network, pki
 from technicia_deploy.sandbox.docker_engine import docker, exists, require_engine
@@ -135,14 +142,15 @@ def wait_for_sshd(host: str, port: int = 22, timeout: float = SSH_DEADLINE_S, na
         time.sleep(0.1)
 
 
-def _create(state: SandboxState, env: str, image_name: str, authorized_keys: list[str]) -> None:
+def _create(state: SandboxState, env: str, image_name: str, authorized_keys: list[str], ip: str | None = None,
+            role_label: str = "technicia.environment") -> None:
     name = container_name(state, env)
     net = state.data["network"]
-    ip = network.host_of(net["subnet"], IP_INDEX[env])
+    ip = ip or network.host_of(net["subnet"], IP_INDEX[env])
     host_public = pki.ssh_keypair(host_key_path(state, env), f"root@{service_name(state, env).split('.')[0]}")
     argv = ["create", "--name", name, "--hostname", service_name(state, env).split(".")[0],
             "--network", net["name"], "--ip", ip, "--dns", _resolver(),
-            "--label", f"{LABEL}={state.prefix}", "--label", f"technicia.environment={env}", *RUN_FLAGS]
+            "--label", f"{LABEL}={state.prefix}", "--label", f"{role_label}={env}", *RUN_FLAGS]
     for volume, target in volume_names(state, env).items():
         docker("volume", "create", "--label", f"{LABEL}={state.prefix}", volume)
         argv += ["--volume", f"{volume}:{target}"]
@@ -250,6 +258,82 @@ def down(state: SandboxState) -> None:
         state.path("keys", f"root-password-{env}").unlink(missing_ok=True)
     state.data.pop("vps", None)
     state.save()
+
+
+# --- extra VPSes (benchmarks, experiments) ---------------------------------------------------------
+# Not environments: nothing records them in the state, environments.yaml never names them, and the
+# pipeline never deploys them. `remove_extra` removes one; `sandbox down` sweeps any left by its prefix.
+EXTRA_FIRST_INDEX = 20  # their addresses start here: clear of the host (.1) and the environments (IP_INDEX)
+EXTRA_LABEL = "technicia.extra-vps"
+_EXTRA_NAME = re.compile(r"[a-z][a-z0-9-]{0,23}")
+
+
+def check_extra_name(name: str) -> str:
+    """An extra VPS's name: short, lower-case, DNS-safe, and not an environment's."""
+    if not _EXTRA_NAME.fullmatch(name) or name.endswith("-"):
+        raise ValueError(f"extra VPS name {name!r}: 1-24 lower-case letters, digits or '-', starting with a letter")
+    if name in ENVIRONMENTS:
+        raise ValueError(f"extra VPS name {name!r} is an environment's: the environments' VPSes are made by `sandbox up`")
+    return name
+
+
+def free_address(subnet: str, taken: Iterable[str], first: int = EXTRA_FIRST_INDEX) -> str:
+    """The first address of ``subnet`` from index ``first`` on that is not in ``taken`` (nor the broadcast)."""
+    net = ipaddress.ip_network(subnet)
+    used = {ipaddress.ip_address(a.split("/")[0]) for a in taken if a}
+    for index in range(first, net.num_addresses - 1):
+        candidate = net[index]
+        if candidate not in used:
+            return str(candidate)
+    raise RuntimeError(f"no free address left in {subnet} from index {first} on")
+
+
+def _network_addresses(network_name: str) -> list[str]:
+    """The addresses held on the sandbox network now (its containers)."""
+    found = json.loads(docker("network", "inspect", network_name))[0].get("Containers") or {}
+    return [c.get("IPv4Address", "") for c in found.values()]
+
+
+def start_extra(state: SandboxState, name: str, log=lambda line: None) -> dict:
+    """Start one more VPS from the environments' image on the sandbox network: a fresh container (an old
+    one of that name is replaced), its own host key, the ``debian`` admin user with the sandbox deploy key.
+    Returns what a client needs: container, ip, host_key, admin_user, private_key (the deploy key's path)."""
+    check_extra_name(name)
+    require_engine()
+    net = state.data.get("network")
+    if not net or not state.data.get("keys"):
+        raise RuntimeError("no sandbox network or deploy key in the state: run `technicia-deploy sandbox up` first")
+    image_name = state.data.get("vps_image") or image.ensure_image(log)
+    _remove(state, name)
+    reserved = [net["gateway"], *(network.host_of(net["subnet"], i) for i in IP_INDEX.values())]
+    ip = free_address(net["subnet"], [*reserved, *_network_addresses(net["name"])])
+    log(f"starting extra VPS {name} ({container_name(state, name)}) at {ip}")
+    _create(state, name, image_name, [state.data["keys"]["deploy_public_key"]], ip=ip, role_label=EXTRA_LABEL)
+    wait_for_sshd(ip, name=container_name(state, name))
+    return {"name": name, "container": container_name(state, name), "ip": ip, "admin_user": ADMIN_USER,
+            "host_key": " ".join(host_key_path(state, name).with_suffix(".pub").read_text().split()[:2]),
+            "private_key": state.data["keys"]["deploy_private_key"]}
+
+
+def extra_info(state: SandboxState, name: str) -> dict | None:
+    """What ``start_extra`` returned, for an extra VPS still running; None when there is none."""
+    check_extra_name(name)
+    container = container_name(state, name)
+    pub = host_key_path(state, name).with_suffix(".pub")
+    if not pub.is_file() or docker("inspect", "-f", "{{.State.Running}}", container, check=False).strip() != "true":
+        return None
+    net = state.data["network"]["name"]
+    ip = docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{net}").IPAddress}}}}', container).strip()
+    return {"name": name, "container": container, "ip": ip, "admin_user": ADMIN_USER,
+            "host_key": " ".join(pub.read_text().split()[:2]), "private_key": state.data["keys"]["deploy_private_key"]}
+
+
+def remove_extra(state: SandboxState, name: str) -> None:
+    """Remove an extra VPS: its container, volumes, host key and root password."""
+    check_extra_name(name)
+    _remove(state, name)
+    state.path("keys", f"root-password-{name}").unlink(missing_ok=True)
+    shutil.rmtree(host_key_path(state, name).parent, ignore_errors=True)
 
 
 def status(state: SandboxState) -> list[str]:

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from technicia_deploy.config import ENVIRONMENTS
-from technicia_deploy.steps import env_tag, step_tag
+from technicia_deploy.steps import env_tag, is_step
 
 DEPLOY_FLOW = "deploy-environment"
 DEPLOY_FLOW_TAG = f"flow:{DEPLOY_FLOW}"
@@ -295,8 +295,9 @@ def flow_run_record(run: Any) -> FlowRunRecord:
 
 
 def task_run_record(run: Any) -> TaskRunRecord | None:
-    """A step task run, or None for a task that is not a catalogue step (no ``step:`` tag)."""
-    step_id = _tag_value(run.tags or (), "step:")
+    """A step task run (named by its catalogue id; a ``step:`` tag in older histories), or None for a task
+    that is not a catalogue step. Its environment is its flow run's (filled in by the reader) unless tagged."""
+    step_id = _tag_value(run.tags or (), "step:") or (run.name if is_step(run.name) else None)
     if step_id is None:
         return None
     state_type, state_name, message = _state_fields(run)
@@ -394,14 +395,16 @@ def read_history(
             detailed.add(run.id)
     tasks: dict[str, TaskRunRecord] = {}
 
-    def add_tasks(runs: Iterable[Any]) -> int:
+    def add_tasks(runs: Iterable[Any], env: str | None = None) -> int:
+        """Record the step task runs among ``runs`` (``env``: the environment their query selected)."""
         count = 0
         for raw in runs:
             count += 1
             record = task_run_record(raw)
             if record is not None:
-                if record.environment is None and record.flow_run_id in by_id:
-                    record = _with_env(record, by_id[record.flow_run_id].environment)
+                if record.environment is None:
+                    known = by_id.get(record.flow_run_id)
+                    record = _with_env(record, known.environment if known else env)
                 tasks[record.id] = record
         return count
 
@@ -425,6 +428,14 @@ def read_history(
         flow_filter=F.FlowFilter(name=F.FlowFilterName(any_=[DEPLOY_FLOW])),
         task_run_filter=failed_filter, sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=PAGE,
     ))
+    # A failed step of a run older than the runs read above: its environment is its flow run's tag.
+    unplaced = sorted({t.flow_run_id for t in tasks.values() if t.environment is None and t.flow_run_id})
+    if unplaced:
+        env_of = {str(r.id): _tag_value(r.tags or (), "env:") for r in client.read_flow_runs(
+            flow_run_filter=F.FlowRunFilter(id=F.FlowRunFilterId(any_=unplaced)), limit=len(unplaced))}
+        for task_id, task in list(tasks.items()):
+            if task.environment is None and task.flow_run_id in env_of:
+                tasks[task_id] = _with_env(task, env_of[task.flow_run_id])
 
     # 4. successes after the first failure of each failing (environment, step): what resolves it.
     first_failure: dict[tuple[str, str], datetime] = {}
@@ -435,23 +446,25 @@ def read_history(
     completed = F.TaskRunFilterStateType(any_=[StateType.COMPLETED])
     for (env, step_id), since in sorted(first_failure.items()):
         add_tasks(client.read_task_runs(
+            flow_run_filter=F.FlowRunFilter(tags=F.FlowRunFilterTags(all_=[env_tag(env)])),
             task_run_filter=F.TaskRunFilter(
-                tags=F.TaskRunFilterTags(all_=[env_tag(env), step_tag(step_id)]),
+                name=F.TaskRunFilterName(any_=[step_id]),
                 state=F.TaskRunFilterState(type=completed),
                 start_time=F.TaskRunFilterStartTime(after_=since),
             ),
             sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=PAGE,
-        ))
+        ), env=env)
 
     # 5. production DNS successes (the DNS age note).
     if "production" in env_names:
         add_tasks(client.read_task_runs(
+            flow_run_filter=F.FlowRunFilter(tags=F.FlowRunFilterTags(all_=[env_tag("production")])),
             task_run_filter=F.TaskRunFilter(
-                tags=F.TaskRunFilterTags(all_=[env_tag("production"), step_tag("https.dns")]),
+                name=F.TaskRunFilterName(any_=["https.dns"]),
                 state=F.TaskRunFilterState(type=completed),
             ),
             sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=50,
-        ))
+        ), env="production")
 
     # 6. the latest observations published by other flows.
     keys = [f"{kind}-{env}" for kind in ARTIFACT_KINDS for env in env_names]

@@ -4,10 +4,12 @@ The flow-side half of the contract in docs/tracking.md:
 
 * each step task returns ``step_completed(result)`` (its summary becomes the state message);
 * after the services.clone step, ``record_commit(sha)`` tags the flow run ``sha:<12 hex>``;
-* ``start_progress(environment)`` once, ``phase_ended(environment, phase_id)`` after each phase;
-* ``publish_on_end`` as the flow's on_completion / on_failure / on_crashed / on_cancellation hook.
+* ``start_progress(environment)`` once, ``phase_ended(environment, phase_id, done=, total=)`` after each
+  phase: the run's progress artifact is updated in place (one request, no history read);
+* ``publish_on_end`` as the flow's on_completion / on_failure / on_crashed / on_cancellation hook: the
+  run's one publication of the tracking document (a new version of each language's artifact).
 
-Every publication re-reads the run history: the document never holds state of its own.
+A publication re-reads the run history: the document never holds state of its own.
 """
 
 from __future__ import annotations
@@ -30,11 +32,21 @@ SETTLE_SECONDS = 15.0  # how long to wait for the server to record the states th
 
 _log = logging.getLogger(__name__)
 _progress_ids: dict[str, Any] = {}  # flow run id -> progress artifact id
+_started_steps: dict[str, set[str]] = {}  # flow run id -> ids of the steps it started, in this process
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 
 
 def progress_key(environment: str) -> str:
     return f"deploy-progress-{environment}"
+
+
+def step_started(step_id: str) -> None:
+    """Called by each step task as it starts: the end-of-run publication waits for these steps' final
+    states to reach the server (task states are recorded asynchronously), with no per-phase request."""
+    from prefect.runtime import flow_run
+
+    if flow_run.id:
+        _started_steps.setdefault(str(flow_run.id), set()).add(step_id)
 
 
 def step_completed(result: dict[str, Any]):
@@ -53,20 +65,26 @@ def _current_flow_run_id() -> str:
     return str(run_id)
 
 
-def tag_flow_run(environment: str, version: str) -> None:
-    """Give the current flow run its query tags (env:, release:, flow:deploy-environment), whoever started it."""
+def tag_flow_run(environment: str, version: str, sha: str | None = None) -> None:
+    """Give the current flow run its query tags (env:, release:, flow:deploy-environment, and sha: when the
+    commit is known already), whoever started it: one read and at most one update."""
     from technicia_deploy.steps import env_tag, release_tag
     from technicia_deploy.tracking.history import DEPLOY_FLOW_TAG
 
-    _add_tags([env_tag(environment), release_tag(version), DEPLOY_FLOW_TAG], replace_prefixes=("env:", "release:", "flow:"))
+    tags = [env_tag(environment), release_tag(version), DEPLOY_FLOW_TAG] + ([_sha_tag(sha)] if sha else [])
+    _add_tags(tags, replace_prefixes=("env:", "release:", "flow:") + (("sha:",) if sha else ()))
+
+
+def _sha_tag(sha: str) -> str:
+    sha = sha.strip().lower()
+    if not _SHA.match(sha):
+        raise ValueError(f"{sha!r} is not a git commit SHA")
+    return f"sha:{sha[:12]}"
 
 
 def record_commit(sha: str) -> None:
     """Tag the current flow run ``sha:<first 12 hex>`` (the Environnements table shows it)."""
-    sha = sha.strip().lower()
-    if not _SHA.match(sha):
-        raise ValueError(f"{sha!r} is not a git commit SHA")
-    _add_tags([f"sha:{sha[:12]}"], replace_prefixes=("sha:",))
+    _add_tags([_sha_tag(sha)], replace_prefixes=("sha:",))
 
 
 def record_approval(approver: str, *, docs_confirmed: bool, quotas_confirmed: bool = False) -> None:
@@ -136,32 +154,23 @@ def start_progress(environment: str) -> None:
     )
 
 
-def _update_progress(flow_run_id: str, history) -> None:
+def _update_progress(flow_run_id: str, percent: float) -> None:
     from prefect.artifacts import update_progress_artifact
-
-    from technicia_deploy.tracking.render import progress
 
     artifact_id = _progress_ids.get(flow_run_id)
     if artifact_id is not None:
-        update_progress_artifact(artifact_id, progress(history, flow_run_id))
+        update_progress_artifact(artifact_id, percent)
 
 
-def phase_ended(environment: str, phase_id: str, ran: Iterable[str] | None = None) -> None:
-    """After each phase: wait for its steps to be recorded, then update progress and the document.
+def phase_ended(environment: str, phase_id: str, *, done: int, total: int) -> None:
+    """After each phase: the run's progress artifact shows ``done`` of the ``total`` steps it plans.
 
-    ``ran``: the step ids the flow actually ran in this phase (default: all of the phase's
-    catalogue steps). A step listed here but never run would make this wait its full deadline.
+    The document itself is published once, when the run ends (:func:`publish_on_end`): a version per
+    phase made a run's Artifacts tab a pile of near-identical snapshots and cost a history read each.
     """
-    from prefect import get_client
-
-    phase = catalogue_phase(phase_id)
-    wanted = [s.id for s in phase.steps] if ran is None else list(ran)
-    run_id = _current_flow_run_id()
-    with get_client(sync_client=True) as client:
-        wait_for_steps(client, run_id, wanted)
-        history = publish_document(client)
-    _update_progress(run_id, history)
-    _log.info("tracking: document published after phase %s (%s)", phase.id, environment)
+    catalogue_phase(phase_id)  # a typo fails here, not silently
+    _update_progress(_current_flow_run_id(), 100.0 * done / total if total else 100.0)
+    _log.debug("tracking: %s: %d of %d steps done after phase %s", environment, done, total, phase_id)
 
 
 def publish_on_end(flow: Any, flow_run: Any, state: Any) -> None:
@@ -180,9 +189,10 @@ def publish_on_end(flow: Any, flow_run: Any, state: Any) -> None:
     )
     try:
         with get_client(sync_client=True) as client:
-            wait_for_steps(client, str(flow_run.id))
-            history = publish_document(client, overrides=[record])
-        _update_progress(str(flow_run.id), history)
+            wait_for_steps(client, str(flow_run.id), _started_steps.pop(str(flow_run.id), ()))
+            publish_document(client, overrides=[record])
+        if state.is_completed():
+            _update_progress(str(flow_run.id), 100.0)
     except Exception:  # a report failure must never change the deployment's outcome
         _log.exception("tracking: the final tracking document could not be published")
 

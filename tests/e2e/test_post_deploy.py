@@ -37,7 +37,9 @@ def latest_table(key: str) -> list[dict]:
 def deployed(sandbox):
     from flows.deploy_environment import deploy_environment
 
-    state = deploy_environment(environment="test", version=GOOD, operator="e2e-post-deploy", return_state=True)
+    # This module tests the load test and the test alert: asked for, since test may already run GOOD.
+    state = deploy_environment(environment="test", version=GOOD, operator="e2e-post-deploy", load_test=True,
+                               alert_test=True, return_state=True)
     assert state.is_completed(), state.message
     return state.result()
 

@@ -314,3 +314,90 @@ def test_a_deployment_run_whose_heartbeats_stop_is_marked_crashed(prefect_server
             client.delete_automation(automation_id)
             if "deployment_id" in locals():
                 client.delete_deployment(deployment_id)
+
+
+# --- promotions: every failed promote-release run alerts production's destinations ---------------------------------
+
+def test_the_promotion_trigger_matches_every_failed_promote_release_run():
+    from prefect.events.schemas.automations import Posture
+
+    from tasks import monitoring
+
+    trigger = monitoring.promotion_trigger()
+    assert trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.TimedOut", "prefect.flow-run.Crashed"}
+    assert trigger.match_related.root == {"prefect.resource.role": "flow", "prefect.resource.name": "promote-release"}
+    assert (trigger.posture, trigger.threshold) == (Posture.Reactive, 1)
+
+    server = _server_trigger(trigger)
+    from_deployment = [_flow("promote-release"), DEPLOYMENT, _tag("flow:promote-release"), _tag("promotion")]
+    assert server.covers(_event("prefect.flow-run.Failed", from_deployment))  # e.g. a failed gate
+    assert server.covers(_event("prefect.flow-run.Failed", [_flow("promote-release")]))  # in-process, no tag at all
+    assert server.covers(_event("prefect.flow-run.Crashed", from_deployment))
+    assert server.covers(_event("prefect.flow-run.TimedOut", from_deployment))
+    for waiting in ("Suspended", "Paused", "Completed", "Running"):  # the approval wait is no failure
+        assert not server.covers(_event(f"prefect.flow-run.{waiting}", from_deployment))
+    # A promotion's deploy subflow is the environment's business (its env: automation), not this one's.
+    assert not server.covers(_event("prefect.flow-run.Failed", [_flow("deploy-environment"), _tag("env:test"),
+                                                                _tag("promotion:0b3a")]))
+    # ... and the environments' automations do not see promotions: one alert per failed promotion.
+    assert not _server_trigger(monitoring.alert_trigger("production")).covers(
+        _event("prefect.flow-run.Failed", from_deployment))
+
+
+def test_promotion_alerts_use_productions_blocks_and_skip_unusable_destinations(prefect_server, inbox):
+    from prefect.client.orchestration import get_client
+
+    from tasks import monitoring
+
+    _, http_port, _ = inbox
+    project = f"unit{uuid.uuid4().hex[:6]}"
+    urls = {"ops-webhook": f"json://127.0.0.1:{http_port}/hooks/production/TOKEN", "pager": "nosuchscheme://abc"}
+    assert monitoring.ensure_promotion_alerts(project, urls) == ("created", ["pager"])
+    assert monitoring.ensure_promotion_alerts(project, urls) == ("unchanged", ["pager"])
+    assert monitoring.ensure_promotion_alerts(project, {"pager": "nosuchscheme://abc"}) == ("none (no destinations)",
+                                                                                          ["pager"])
+    block_id, changed = monitoring.ensure_notification_block(
+        monitoring.notification_block_name(project, "production", "ops-webhook"), urls["ops-webhook"])
+    assert not changed  # production's own notification block, the one its monitoring.alerts step keeps
+    with get_client(sync_client=True) as client:
+        [automation] = client.read_automations_by_name(monitoring.promotion_automation_name(project))
+        try:
+            assert [str(a.block_document_id) for a in automation.actions] == [block_id]
+        finally:
+            client.delete_automation(automation.id)
+
+
+def test_a_promotion_that_fails_alerts_productions_destinations_even_before_production_exists(
+        prefect_server, inbox, monkeypatch):
+    """promote-release ensures the automation when it starts: its first failure (here its version does not resolve,
+    as a failed gate or a rejected approval would end it too) reaches production's destinations."""
+    from types import SimpleNamespace
+
+    from prefect.client.orchestration import get_client
+
+    from flows import promote_release as module
+    from tasks import monitoring, runtime
+    from technicia_deploy import versions
+
+    record, http_port, _ = inbox
+    project = f"unit{uuid.uuid4().hex[:6]}"
+    urls = {"ops-webhook": f"json://127.0.0.1:{http_port}/hooks/production/{project}"}
+    production = SimpleNamespace(alerts=lambda: SimpleNamespace(urls=lambda: urls),
+                                 application=SimpleNamespace(repository="git://nowhere/app.git"))
+    monkeypatch.setattr(runtime, "environment", lambda name, project="technicia": production)
+
+    def unknown(repository, version, timeout=60.0):
+        raise versions.UnknownVersion(f"version {version!r} does not exist in the repository")
+
+    monkeypatch.setattr(versions, "resolve", unknown)
+    try:
+        state = module.promote_release(version="v9.9.9", operator="unit", project=project, return_state=True)
+        assert state.is_failed()
+        entry = receiver.wait_for(record, lambda e: e.get("path") == f"/hooks/production/{project}", timeout=60)
+        assert "Promotion promote-v9.9.9 ended Failed" in entry["body"]["message"]
+        assert "version 'v9.9.9' does not exist" in entry["body"]["message"]
+        assert entry["body"]["title"] == f"[{project} promotion] promote-v9.9.9 Failed"
+    finally:
+        with get_client(sync_client=True) as client:
+            for automation in client.read_automations_by_name(monitoring.promotion_automation_name(project)):
+                client.delete_automation(automation.id)

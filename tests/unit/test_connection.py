@@ -420,3 +420,19 @@ def test_only_transient_faults_are_retried():
     assert is_transient(None, None, state_raising(connection.ConnectionLost("lost"))) is True
     assert is_transient(None, None, state_raising(connection.CommandFailed("h", "c", 2, ""))) is False
     assert is_transient(None, None, SimpleNamespace(result=lambda: None)) is False
+
+
+def test_a_fact_read_twice_is_read_once_until_another_command_runs(ssh_server):
+    """Steps of one phase read some of the same facts: the second read costs no round trip, unless the server
+    may have changed in between (any other command, a failed one included, or a lost connection)."""
+    with _conn(ssh_server) as conn:
+        first = conn.read("echo facts", sudo=False)
+        assert conn.read("echo facts").stdout == first.stdout == "facts\n"
+        assert ssh_server.runs["echo facts"] == 1 and conn.reads_reused == 1
+        conn.run("echo change")
+        conn.read("echo facts")
+        assert ssh_server.runs["echo facts"] == 2
+        with pytest.raises(connection.CommandFailed):
+            conn.run("exit 3")
+        conn.read("echo facts")
+        assert ssh_server.runs["echo facts"] == 3

@@ -75,10 +75,12 @@ def test_a_timeout_inside_the_locked_work_is_not_a_lock_timeout(prefect_server):
 # --- the next holder marks the runs whose process was lost -------------------------------------------------
 
 def _fake_run(environment: str, *, name: str, project: str = "unitlock", flow_name: str = "deploy-environment",
-              steps: tuple[tuple[str, str], ...] = (), other_tasks: tuple[str, ...] = (), state: str = "Running"):
+              steps: tuple[tuple[str, str], ...] = (), other_tasks: tuple[str, ...] = (), state: str = "Running",
+              step_tags: bool = True):
     """A flow run left as a killed process leaves it: Running (or Crashed), with task runs in given states.
 
-    ``steps``: (step id, state name) pairs, each a task run tagged ``step:<id>`` and the environment."""
+    ``steps``: (step id, state name) pairs, each a task run named by its step id and, with ``step_tags`` (older
+    histories), tagged ``step:<id>`` and the environment; without it untagged, as the steps now run."""
     from prefect import flow, get_client, task
     from prefect.states import Completed, Crashed, Running
 
@@ -94,9 +96,9 @@ def _fake_run(environment: str, *, name: str, project: str = "unitlock", flow_na
         client.set_flow_run_state(run.id, Running(), force=True)
         task_ids = {}
         for index, (step_id, step_state) in enumerate(steps):
-            step = task(name=step_id, tags=[f"step:{step_id}"])(lambda: None)
+            step = task(name=step_id, tags=[f"step:{step_id}"] if step_tags else [])(lambda: None)
             tr = client.create_task_run(step, run.id, dynamic_key=str(index), name=step_id,
-                                        extra_tags=[f"env:{environment}"])
+                                        extra_tags=[f"env:{environment}"] if step_tags else [])
             client.set_task_run_state(tr.id, Running(), force=True)
             if step_state != "Running":
                 client.set_task_run_state(tr.id, states[step_state](), force=True)
@@ -153,6 +155,43 @@ def test_the_next_holder_marks_a_dead_run_crashed_and_says_what_it_left(prefect_
     caplog.clear()
     assert _take_lock(env, "after").is_completed()
     assert not [r for r in caplog.records if "had lost its process" in r.getMessage()]
+
+
+def test_a_dead_run_whose_steps_carry_no_tags_is_found_by_its_step_names(prefect_server, caplog):
+    """Step task runs are named by their catalogue id and carry no tags (tasks/step.py): a killed run of them is
+    still found, marked Crashed naming its last step, and the next holder's log names it."""
+    import uuid
+
+    env = f"reap{uuid.uuid4().hex[:6]}"
+    dead_id, tasks = _fake_run(env, name=f"deploy-{env}-v1.1.0", step_tags=False,
+                               steps=(("server.os", "Completed"), ("services.clone", "Completed"),
+                                      ("services.deploy", "Running")))
+    assert not _read(task_run_id=tasks["services.deploy"]).tags  # as the flow now makes them
+    caplog.set_level("INFO", logger="technicia_deploy.environment_lock")
+    assert _take_lock(env, "next").is_completed()
+
+    dead = _read(flow_run_id=dead_id)
+    assert dead.state.type.value == "CRASHED"
+    assert dead.state.message.startswith(f"process lost; found by run 'hold-{env}-next' (id ")
+    assert dead.state.message.endswith("; its last step services.deploy was Running")
+    assert _read(task_run_id=tasks["services.deploy"]).state.type.value == "CRASHED"
+    assert _read(task_run_id=tasks["services.clone"]).state.type.value == "COMPLETED"
+    said = [r.getMessage() for r in caplog.records if "had lost its process" in r.getMessage()]
+    assert said == [f"{env}: run 'deploy-{env}-v1.1.0' (deploy-environment, id {dead_id}, started by alice) had lost "
+                    "its process: its last step services.deploy was Running (3 step(s) started); marked Crashed with 1 "
+                    "unfinished task run(s). This run starts from the server's state (every step reads it first)."]
+
+
+def test_untagged_helper_tasks_do_not_make_a_waiting_run_dead():
+    """Pure: only task runs named by a catalogue step id (or tagged step:) count as started steps."""
+    from types import SimpleNamespace
+
+    assert environment_lock._is_step(SimpleNamespace(name="services.deploy", tags=[]))
+    assert environment_lock._is_step(SimpleNamespace(name="deploy-step-1", tags=["step:services.deploy"]))
+    assert environment_lock._step_id(SimpleNamespace(name="deploy-step-1", tags=["step:services.deploy"])) == \
+        "services.deploy"
+    assert not environment_lock._is_step(SimpleNamespace(name="preflight", tags=[]))
+    assert not environment_lock._is_step(SimpleNamespace(name="tag-flow-run", tags=None))
 
 
 def test_a_run_waiting_for_the_lock_or_of_another_project_is_left_alone(prefect_server):

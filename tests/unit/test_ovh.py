@@ -103,12 +103,41 @@ def test_503_then_success_is_retried_with_backoff(emulator, sleeps):
     assert sleeps == [0.5, 1.0]
 
 
+def test_retries_are_recorded_on_the_client_and_in_every_enclosing_block(emulator, sleeps):
+    from technicia_deploy.ovh import Retry, retries_recorded, retry_note
+
+    api = make_api(emulator, sleeps)
+    api.check_credentials()
+    emulator.inject_fault(f"/vps/{TEST_VPS}", status=500, count=2, method="GET")
+    with retries_recorded() as outer:
+        with retries_recorded() as inner:
+            assert api.vps_ipv4(TEST_VPS) == "10.99.0.11"
+        api.vps_ipv4(TEST_VPS)  # no fault left: nothing more recorded
+    call = f"GET /vps/{TEST_VPS}/ips"
+    assert api.retried == inner == outer == [Retry(call, 500, 1, 0.5), Retry(call, 500, 2, 1.0)]
+    assert retry_note(inner) == f"OVH API retried 2 transient error(s): {call} HTTP 500 ×2"
+    assert retry_note([]) == ""
+    with retries_recorded() as later:
+        api.vps_ipv4(TEST_VPS)
+    assert later == []  # a block sees only its own calls' retries
+
+
 def test_persistent_5xx_gives_up_after_the_retries(emulator, sleeps):
     emulator.inject_fault(f"/vps/{TEST_VPS}", status=500, count=10)
     with pytest.raises(OvhError) as caught:
         make_api(emulator, sleeps, retries=2).vps_ipv4(TEST_VPS)
     assert caught.value.kind is OvhErrorKind.TRANSIENT and caught.value.status == 500
     assert len(sleeps) == 2
+    assert caught.value.attempts == 3 and str(caught.value).endswith("; gave up after 3 attempts)")
+
+
+def test_an_error_keeps_its_fields_through_pickling():
+    import pickle
+
+    error = OvhError("GET /vps/x", OvhErrorKind.TRANSIENT, "Internal server error", 500, attempts=4)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.call, copy.kind, copy.status, copy.attempts, str(copy)) == (
+        "GET /vps/x", OvhErrorKind.TRANSIENT, 500, 4, str(error))
 
 
 def test_connection_refused_is_transient(sleeps):

@@ -25,6 +25,9 @@ class LocalServer:
 
     commands: list[str] = field(default_factory=list)
 
+    def read(self, command: str, *, sudo: bool = False):
+        return self.run(command, sudo=sudo)
+
     def run(self, command: str, *, sudo: bool = False, as_user: str | None = None, stdin: str | None = None, **_):
         self.commands.append(command)
         done = subprocess.run(["bash", "-c", command], input=stdin, capture_output=True, text=True)
@@ -45,7 +48,8 @@ def step(tmp_path, monkeypatch):
     server = LocalServer()
     env = SimpleNamespace(
         name="test", project="technicia", deploy_user=USER,
-        block=SimpleNamespace(api_keys=lambda: KEYS),
+        api_keys=lambda: KEYS,
+        settings=SimpleNamespace(api_keys=SimpleNamespace(smoke_max_age_minutes=60)),
         application=SimpleNamespace(directory=str(tmp_path), env_file=".env"))
     monkeypatch.setattr(services.runtime, "environment", lambda name, project="technicia": env)
     monkeypatch.setattr(services.runtime, "connect", lambda _env: server)

@@ -1,7 +1,10 @@
 """Authoritative DNS for the emulated zone, answering from the last *refreshed* records (like OVH's name servers).
 
 The API changes records in the store; only ``POST /domain/zone/{zone}/refresh``
-copies them to ``published``, which is what this server answers from.
+copies them to ``published``, which is what this server answers from. With the
+``dns-delay`` test control set, a refresh is published only that many seconds
+later (``store.publish``): until then this server answers the previous records,
+as a name server that has not caught up yet would.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 from dnslib import AAAA, CNAME, MX, NS, QTYPE, RCODE, RR, SOA, TXT, A, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
-from technicia_deploy.sandbox.ovh_emulator.store import Store
+from technicia_deploy.sandbox.ovh_emulator.store import Store, publish_due
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,11 @@ class ZoneResolver(BaseResolver):
         if sub is None:
             reply.header.rcode = RCODE.REFUSED
             return reply
+        with self.store.read() as data:
+            due = "pending" in data["zones"][self.zone]
+        if due:
+            with self.store.change() as data:
+                publish_due(data["zones"][self.zone])
         with self.store.read() as data:
             zone = data["zones"][self.zone]
             published = list(zone["published"])

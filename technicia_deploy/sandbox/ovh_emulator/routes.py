@@ -318,11 +318,12 @@ def record_delete(emu: "Emulator", req: Request) -> None:
 
 
 def zone_refresh(emu: "Emulator", req: Request) -> None:
+    from technicia_deploy.sandbox.ovh_emulator.store import publish
+
     zone = _zone(emu, req)
     with emu.store.change() as data:
-        published = data["zones"][zone]
-        published["published"] = [dict(r) for r in published["records"].values()]
-        published["serial"] += 1
+        # Immediate unless a test asked for slow propagation (the dns-delay admin control).
+        publish(data["zones"][zone], float(data.get("dns_delay_s") or 0))
     return None
 
 

@@ -2,8 +2,15 @@
 
 ``Emulator`` runs in a daemon (``python -m technicia_deploy.sandbox.ovh_emulator``)
 or in-process in unit tests, where ``inventory`` and ``rebuild`` are injected.
-The admin routes under ``/_emulator/`` (fault injection, extra credentials)
-need the ``X-Emulator-Admin`` token; without a token they do not exist.
+The admin routes under ``/_emulator/`` (fault injection, slow DNS propagation,
+extra credentials) need the ``X-Emulator-Admin`` token; without a token they do not exist:
+
+- ``POST faults`` ``{"path", "status"?, "count"?, "method"?, "delay_s"?}``: the next ``count``
+  API requests whose path starts with ``path`` answer ``status`` (after ``delay_s``);
+- ``POST dns-delay`` ``{"delay_s"}``: from now on a zone refresh reaches the DNS server only
+  ``delay_s`` seconds later (0: at once again);
+- ``DELETE faults``: clears every fault and the DNS delay, and publishes a pending refresh now;
+- ``POST credentials`` ``{"consumerKey", "rules"?, "status"?}``: another consumer key.
 """
 
 from __future__ import annotations
@@ -140,9 +147,20 @@ class Emulator:
                 {"path": path, "status": status, "count": count, "method": method, "delay_s": delay_s}
             )
 
+    def set_dns_delay(self, delay_s: float) -> None:
+        """A zone refresh reaches the DNS server ``delay_s`` seconds after it (0: at once, the default)."""
+        with self.store.change() as data:
+            data["dns_delay_s"] = delay_s
+
     def clear_faults(self) -> None:
+        """No fault left: API faults, the DNS delay, and any refresh still waiting for it published now."""
+        from technicia_deploy.sandbox.ovh_emulator.store import publish_due
+
         with self.store.change() as data:
             data["faults"] = []
+            data["dns_delay_s"] = 0
+            for zone in data["zones"].values():
+                publish_due(zone, force=True)
 
     def _take_fault(self, method: str, path: str) -> dict[str, Any] | None:
         with self.store.change() as data:
@@ -205,6 +223,11 @@ class Emulator:
             )
         elif (method, action) == ("DELETE", "faults"):
             self.clear_faults()
+        elif (method, action) == ("POST", "dns-delay"):
+            _admin_check(payload, {"delay_s": (int, float)}, {})
+            if payload["delay_s"] < 0:
+                raise errors.bad_request("[delay_s] must be >= 0")
+            self.set_dns_delay(payload["delay_s"])
         elif (method, action) == ("POST", "credentials"):
             _admin_check(payload, {"consumerKey": (str,)}, {"rules": (list,), "status": (str,)})
             self.add_credential(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,7 +26,34 @@ def _empty(zone: str) -> dict[str, Any]:
         "vps": {},  # service name -> {"state", "image"} overrides of the inventory
         "firewalls": {},  # ip block -> {ipOnFirewall -> {"enabled", "state", "rules": {seq -> rule}}}
         "faults": [],  # [{"method", "path", "status", "count", "delay_s"}]
+        "dns_delay_s": 0,  # test control: a refresh reaches the DNS server only this long after it
     }
+
+
+def publish(zone: dict[str, Any], delay_s: float = 0, now: float | None = None) -> None:
+    """What ``POST /domain/zone/{zone}/refresh`` does: the records go to the DNS server, at once or ``delay_s`` later.
+
+    A delayed publication is kept as ``zone["pending"]`` (a later refresh replaces it, its delay counted anew)
+    until :func:`publish_due` sees it due; until then the DNS server answers from the previous publication.
+    """
+    records = [dict(r) for r in zone["records"].values()]
+    if delay_s > 0:
+        zone["pending"] = {"records": records, "due": (now or time.time()) + delay_s}
+        return
+    zone.pop("pending", None)
+    zone["published"] = records
+    zone["serial"] += 1
+
+
+def publish_due(zone: dict[str, Any], now: float | None = None, force: bool = False) -> bool:
+    """Publish the zone's pending records if their time has come (or ``force``); True if it did."""
+    pending = zone.get("pending")
+    if not pending or (not force and pending["due"] > (now or time.time())):
+        return False
+    del zone["pending"]
+    zone["published"] = pending["records"]
+    zone["serial"] += 1
+    return True
 
 
 class Store:

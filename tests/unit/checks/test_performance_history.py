@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from technicia_deploy.checks.loadtest import LoadResult
 from technicia_deploy.config import Performance
 
@@ -51,3 +53,14 @@ def test_previous_metrics_come_from_the_latest_artifact_version(prefect_server):
     two_runs()
     latest = previous_metrics(environment)
     assert latest["requests_per_s"] == 70 and latest["p95_ms"] == 90
+
+
+@pytest.mark.parametrize("rows, stands", [
+    ([{"metric": "p95_ms", "value": 7.0, "verdict": "ok"}, {"metric": "requests_per_s", "value": 900.0, "verdict": "ok"}], True),
+    ([{"metric": "p95_ms", "value": 900.0, "verdict": "FAILED"}, {"metric": "requests_per_s", "value": 900.0, "verdict": "ok"}], False),
+    ([], False),  # never measured: a run that changed nothing still measures once
+])
+def test_only_a_passing_load_test_stands_for_a_run_that_changed_nothing(rows, stands):
+    from tasks.checks import passed_load_test
+
+    assert passed_load_test(rows) is stands

@@ -12,9 +12,30 @@ def test_checks_phase_is_concurrent_and_its_plan_entries_submit():
     from technicia_deploy import steps
 
     assert flow_module.CONCURRENT_PHASES == {"checks"}
-    plan = flow_module._plan("test", "v1.0.0", "0" * 40, "technicia", False)
+    plan = flow_module._plan("test", "v1.0.0", "0" * 40, "technicia", False, None, None, {})
     assert {s.id for s in steps.phase("checks").steps} <= set(plan)
     assert {s.id for s in steps.phase("monitoring").steps} <= set(plan)
+
+
+@pytest.mark.parametrize("earlier, asked, expected", [
+    ({"services.deploy": {"outcome": "unchanged"}}, None, False),  # a run that changed nothing
+    ({"services.deploy": {"outcome": "changed"}}, None, True),
+    ({"services.deploy": {"outcome": "unchanged"}}, True, True),   # --load-test / --alert-test
+    ({"services.deploy": {"outcome": "changed"}}, False, False),  # --no-load-test / --no-alert-test
+])
+def test_load_test_and_test_alert_run_when_the_run_changed_something_unless_told(monkeypatch, earlier, asked, expected):
+    from flows import deploy_environment as flow_module
+    from tasks import checks, monitoring
+
+    seen = {}
+    monkeypatch.setattr(checks.performance, "submit", lambda **kw: seen.setdefault("load_test", kw["load_test"]))
+    monkeypatch.setattr(monitoring, "alert_test", lambda **kw: seen.setdefault("send", kw["send"]))
+    results: dict = {}
+    plan = flow_module._plan("test", "v1.0.0", "0" * 40, "technicia", False, asked, asked, results)
+    results.update(earlier)  # the plan reads the results as they are when the step starts
+    plan["checks.performance"]()
+    plan["monitoring.alert_test"]()
+    assert seen == {"load_test": expected, "send": expected}
 
 
 def test_run_together_overlaps_the_steps_and_names_each_failure(prefect_server):

@@ -95,6 +95,9 @@ class SimulatedServer:
         self.log: list[str] = []
         self.layout = release.AppLayout("/opt/technicia", "technicia", "deploy")
 
+    def read(self, command, *, sudo=False):
+        return self.run(command, sudo=sudo)
+
     def run(self, command, *, sudo=False, as_user=None, stdin=None, check=True, timeout=600, rerun_on_drop=True):
         if command == release.services_fact_command(self.layout):
             kind = "facts"

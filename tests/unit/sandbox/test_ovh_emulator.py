@@ -373,6 +373,49 @@ def test_injected_fault_answers_then_clears(emulator):
     assert api.get("/vps/vps-test.vps.ovh.net")["state"] == "running"
 
 
+def test_dns_delay_holds_a_refresh_back_until_it_is_due(emulator):
+    api, resolve = client(emulator), resolver(emulator)
+    zone = "/domain/zone/exemple.test"
+    record = api.post(f"{zone}/record", fieldType="A", subDomain="slow", target="10.99.0.11", ttl=60)
+    api.post(f"{zone}/refresh")
+    assert resolve("slow.exemple.test", "A") == ["10.99.0.11"]
+
+    emulator.set_dns_delay(0.6)
+    api.put(f"{zone}/record/{record['id']}", target="10.99.0.13")
+    refreshed = time.monotonic()
+    api.post(f"{zone}/refresh")
+    assert resolve("slow.exemple.test", "A") == ["10.99.0.11"]  # the DNS server has not caught up yet
+    wait_for(lambda: resolve("slow.exemple.test", "A") == ["10.99.0.13"], timeout=5)
+    assert time.monotonic() - refreshed >= 0.6
+
+    # A new record, a long delay: clearing the faults publishes it at once and the delay is gone.
+    emulator.set_dns_delay(60)
+    api.post(f"{zone}/record", fieldType="A", subDomain="late", target="10.99.0.12", ttl=60)
+    api.post(f"{zone}/refresh")
+    with pytest.raises(dns.resolver.NXDOMAIN):
+        resolve("late.exemple.test", "A")
+    emulator.clear_faults()
+    assert resolve("late.exemple.test", "A") == ["10.99.0.12"]
+    api.put(f"{zone}/record/{record['id']}", target="10.99.0.11")
+    api.post(f"{zone}/refresh")
+    assert resolve("slow.exemple.test", "A") == ["10.99.0.11"]  # no delay any more
+
+
+def test_dns_delay_through_the_admin_route(emulator):
+    base = emulator.api_url.rsplit("/1.0", 1)[0] + "/_emulator/dns-delay"
+    headers = {"X-Emulator-Admin": ADMIN_TOKEN}
+    assert requests.post(base, json={"delay_s": 5}, timeout=5).status_code == 404  # no token: no such route
+    assert requests.post(base, json={"delay_s": -1}, headers=headers, timeout=5).status_code == 400
+    assert requests.post(base, json={"delay": 5}, headers=headers, timeout=5).status_code == 400
+    assert requests.post(base, json={"delay_s": 5}, headers=headers, timeout=5).status_code == 200
+    with emulator.store.read() as data:
+        assert data["dns_delay_s"] == 5
+    cleared = requests.delete(base.replace("dns-delay", "faults"), headers=headers, timeout=5)
+    assert cleared.status_code == 200
+    with emulator.store.read() as data:
+        assert data["dns_delay_s"] == 0
+
+
 def test_admin_route_needs_the_token(emulator):
     base = emulator.api_url.rsplit("/1.0", 1)[0] + "/_emulator/faults"
     assert requests.post(base, json={"path": "/vps/", "status": 500}, timeout=5).status_code == 404

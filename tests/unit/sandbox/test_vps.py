@@ -45,3 +45,20 @@ def test_run_flags_are_the_ones_that_work_without_privileged():
     flags = " ".join(vps.RUN_FLAGS)
     assert "--cap-drop SYS_RESOURCE" in flags and "--stop-signal SIGRTMIN+3" in flags
     assert "--restart unless-stopped" in flags
+
+
+def test_extra_vps_address_is_the_first_free_one_from_index_20():
+    subnet = "10.213.7.0/24"
+    assert vps.free_address(subnet, []) == "10.213.7.20"
+    # Docker reports container addresses with their prefix length.
+    assert vps.free_address(subnet, ["10.213.7.1", "10.213.7.20/24", "10.213.7.21/24", ""]) == "10.213.7.22"
+    assert vps.free_address(subnet, ["10.213.7.10", "10.213.7.11", "10.213.7.12"], first=10) == "10.213.7.13"
+    with pytest.raises(RuntimeError, match="no free address"):
+        vps.free_address("10.0.0.0/29", [f"10.0.0.{i}" for i in range(1, 7)], first=1)  # .7 is the broadcast
+
+
+def test_extra_vps_names_are_dns_safe_and_never_an_environment():
+    assert vps.check_extra_name("bench-ansible") == "bench-ansible"
+    for bad in ("staging", "test", "Bench", "bench_ansible", "-x", "x-", "", "a" * 25, "1bench"):
+        with pytest.raises(ValueError):
+            vps.check_extra_name(bad)
