@@ -19,9 +19,16 @@ FLOW_NAME = "deploy-environment"
 
 
 def changed_steps(results: dict[str, Any]) -> list[str]:
-    """The steps whose result says they changed something on the server."""
-    return [step_id for step_id, result in results.items()
-            if isinstance(result, dict) and result.get("outcome") == "changed"]
+    """The steps whose result says they changed something on the server (a step's call returns its final
+    state, whose data is the result)."""
+    from tasks.step import result_of
+
+    changed = []
+    for step_id, returned in results.items():
+        result = result_of(returned)
+        if isinstance(result, dict) and result.get("outcome") == "changed":
+            changed.append(step_id)
+    return changed
 
 
 def _plan(environment: str, version: str, sha: str, project: str, rebuild_server: bool,

@@ -18,14 +18,20 @@ def test_checks_phase_is_concurrent_and_its_plan_entries_submit():
 
 
 @pytest.mark.parametrize("earlier, asked, expected", [
-    ({"services.deploy": {"outcome": "unchanged"}}, None, False),  # a run that changed nothing
-    ({"services.deploy": {"outcome": "changed"}}, None, True),
-    ({"services.deploy": {"outcome": "unchanged"}}, True, True),   # --load-test / --alert-test
-    ({"services.deploy": {"outcome": "changed"}}, False, False),  # --no-load-test / --no-alert-test
+    ("unchanged", None, False),  # a run that changed nothing
+    ("changed", None, True),
+    ("unchanged", True, True),   # --load-test / --alert-test
+    ("changed", False, False),  # --no-load-test / --no-alert-test
 ])
 def test_load_test_and_test_alert_run_when_the_run_changed_something_unless_told(monkeypatch, earlier, asked, expected):
+    from prefect.states import Completed
+
     from flows import deploy_environment as flow_module
     from tasks import checks, monitoring
+
+    # What a step's call hands the flow: its final state, the result as data (tasks/step.py).
+    earlier = {"services.clone": Completed(message="unchanged: x", data={"outcome": "unchanged"}),
+               "services.deploy": Completed(message=f"{earlier}: x", data={"outcome": earlier})}
 
     seen = {}
     monkeypatch.setattr(checks.performance, "submit", lambda **kw: seen.setdefault("load_test", kw["load_test"]))
