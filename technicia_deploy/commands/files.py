@@ -174,9 +174,18 @@ def write_file_from_stdin(
     group: str = "root",
     check: str | None = None,
     then: str | None = None,
+    content_sha256: str | None = None,
 ) -> str:
     """Command writing its standard input to ``path`` atomically. The command contains no content:
-    the executor must send the bytes on stdin (and use passwordless sudo, never ``sudo -S``)."""
+    the executor must send the bytes on stdin (and use passwordless sudo, never ``sudo -S``).
+
+    ``content_sha256``: the digest of what the executor sends. A connection cut while the bytes travel
+    ends ``cat`` early with a truncated file; checked before the rename, it is never installed.
+    """
+    if content_sha256:
+        whole = (f"printf '%s  %s\\n' {q(content_sha256)} {{tmp}} | sha256sum -c --status - "
+                 f"|| {{ echo {q(path)}': content not received whole (connection cut?); not installed' >&2; exit 1; }}")
+        check = whole if check is None else f"{whole}\n{check}"
     return _write_script(
         'cat > "$t"', path, mode, owner, group,
         check=check, check_installed=None, then=then, expect_sha256=None,
@@ -211,7 +220,8 @@ def ensure_file(
 def ensure_file_from_stdin(fact: FileFact, wanted: WantedFile, *, then: str | None = None) -> list[str]:
     """Like :func:`ensure_file` for secret content: the returned command reads the content from stdin."""
     if not fact.exists or fact.sha256 != wanted.sha256:
-        return [write_file_from_stdin(wanted.path, mode=wanted.mode, owner=wanted.owner, group=wanted.group, then=then)]
+        return [write_file_from_stdin(wanted.path, mode=wanted.mode, owner=wanted.owner, group=wanted.group, then=then,
+                                      content_sha256=wanted.sha256)]
     if metadata_differs(fact, wanted):
         return [fix_metadata(wanted)]
     return []

@@ -142,3 +142,16 @@ def test_secret_content_travels_on_stdin_only(tmp_path):
 def test_relative_path_is_refused():
     with pytest.raises(ValueError, match="absolute"):
         write_file(WantedFile("etc/x", "a"))
+
+
+def test_content_cut_short_on_its_way_is_never_installed(tmp_path):
+    """A connection cut while the secret travels ends `cat` early: the partial file must not replace the .env."""
+    path = tmp_path / ".env"
+    path.write_text("OLD=1\n")
+    path.chmod(0o600)
+    secret = "ANTHROPIC_API_KEY=sk-ant-very-secret-value\nVOYAGE_API_KEY=pa-another\n"
+    [command] = ensure_file_from_stdin(fact(str(path)), wanted(path, secret, 0o600))
+    result = sh(command, stdin=secret[:20].encode())
+    assert result.returncode != 0 and b"not received whole" in result.stderr
+    assert path.read_text() == "OLD=1\n" and list(tmp_path.iterdir()) == [path]  # no temporary file left
+    assert sh(command, stdin=secret.encode()).returncode == 0 and path.read_text() == secret
