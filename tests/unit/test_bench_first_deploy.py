@@ -61,3 +61,4 @@ def test_reinstall_ends_at_the_first_successful_connection_after_the_step_start(
     assert bench.reinstall_end(connects, after=1.0) == pytest.approx(4.5)
     assert bench.reinstall_end(connects, after=10.0) is None
     assert bench.ratio(2.0, 4.0) == 0.5 and bench.ratio(None, 4.0) is None
+
