@@ -47,8 +47,9 @@ def outcome(changed: bool) -> str:
 
 def is_transient_error(exc: BaseException) -> bool:
     """A fault that can pass by itself: the server unreachable or the connection lost under a command
-    (``connection.Unreachable``, ``ConnectionLost``), or an error that says so (``transient = True``:
-    OVH 5xx, cloud rate limits). Never a command's own exit status, a host key mismatch or a refused login."""
+    (``connection.Unreachable``, ``ConnectionLost``), or an error that says so (``transient = True``). OVH 5xx
+    are not among them: the OVH client retries those itself, with backoff, before it raises. Never a command's own
+    exit status, a host key mismatch or a refused login."""
     from technicia_deploy.connection import HostKeyMismatch, Unreachable
 
     if isinstance(exc, HostKeyMismatch):
