@@ -10,12 +10,11 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
-from contextlib import contextmanager
 
 import httpx
 import pytest
 
-from tests.e2e.helpers import step_states, vps_exec
+from tests.e2e.helpers import block_changed, step_states, vps_exec
 import yaml
 
 pytestmark = pytest.mark.e2e
@@ -41,22 +40,6 @@ def server_snapshot(container: str) -> dict[str, str]:
         "users": vps_exec(container, "getent passwd deploy || echo none; ls /etc/sudoers.d /etc/ssh/sshd_config.d"),
         "releases": vps_exec(container, "ls -l /opt/technicia 2>/dev/null; ls /opt/technicia/releases 2>/dev/null || true"),
     }
-
-
-@contextmanager
-def block_changed(kind, name: str, **fields):
-    """Save block ``name`` with ``fields`` changed for the duration of the block, then put it back."""
-    block = kind.load(name)
-    saved = {field: getattr(block, field) for field in fields}
-    for field, value in fields.items():
-        setattr(block, field, value)
-    block.save(name, overwrite=True)
-    try:
-        yield
-    finally:
-        for field, value in saved.items():
-            setattr(block, field, value)
-        block.save(name, overwrite=True)
 
 
 def environment(sandbox, name: str) -> dict:

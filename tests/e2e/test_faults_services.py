@@ -29,7 +29,7 @@ import pytest
 
 from technicia_deploy.sandbox import ovh as sandbox_ovh
 from technicia_deploy.sandbox import receiver
-from tests.e2e.helpers import vps_exec
+from tests.e2e.helpers import block_changed, latest_table, vps_exec
 
 pytestmark = pytest.mark.e2e
 
@@ -68,30 +68,6 @@ def cloud_faults(sandbox):
         yield lambda fault: cloud_admin(sandbox, "POST", "/_admin/faults", fault)
     finally:
         cloud_admin(sandbox, "DELETE", "/_admin/faults")
-
-
-@contextmanager
-def block_changed(kind, name: str, **fields):
-    """Save block ``name`` with ``fields`` changed for the duration of the block, then put it back."""
-    block = kind.load(name)
-    saved = {field: getattr(block, field) for field in fields}
-    for field, value in fields.items():
-        setattr(block, field, value)
-    block.save(name, overwrite=True)
-    try:
-        yield
-    finally:
-        for field, value in saved.items():
-            setattr(block, field, value)
-        block.save(name, overwrite=True)
-
-
-def latest_table(key: str) -> list[dict]:
-    from prefect.artifacts import Artifact
-
-    artifact = Artifact.get(key)
-    assert artifact is not None, f"no artifact {key}"
-    return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
 
 
 def new_delivery(record: Path, already: int, match, timeout: float = 90) -> dict:

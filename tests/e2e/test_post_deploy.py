@@ -8,12 +8,11 @@ period; then Qdrant's port opened past the firewall fails the security test with
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import vps_exec
+from tests.e2e.helpers import latest_table, vps_exec
 
 from technicia_deploy.sandbox import receiver
 
@@ -23,14 +22,6 @@ GOOD = "v1.0.0"
 CHECK_STEPS = ("checks.functional", "checks.performance", "checks.security")
 MONITORING_STEPS = ("monitoring.script", "monitoring.alerts", "monitoring.alert_test")
 FAST_PERIOD_S = 15
-
-
-def latest_table(key: str) -> list[dict]:
-    from prefect.artifacts import Artifact
-
-    artifact = Artifact.get(key)
-    assert artifact is not None, f"no artifact {key}"
-    return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
 
 
 @pytest.fixture(scope="module")
