@@ -27,13 +27,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from technicia_deploy.steps import env_tag, is_step
+from technicia_deploy.steps import env_tag, step_id_of
 
 # The flows that change an environment's server and therefore take its lock.
 LOCKING_FLOWS = ("deploy-environment", "rollback-environment")
 LEASE_S = 60  # the server's minimum; renewed in the background while the holder is alive
 DEFAULT_WAIT_S = 1800.0
-STEP_TAG_PREFIX = "step:"  # how step task runs were marked in older histories; now they are named by their step id
 REAP_SCAN = 20  # how many Running/Crashed runs of the environment a new holder looks at
 
 _log = logging.getLogger(__name__)
@@ -122,21 +121,6 @@ class DeadRun:
                 f"with {self.task_runs_crashed} unfinished task run(s)")
 
 
-def _step_tag(task_run: Any) -> str | None:
-    return next((t for t in (task_run.tags or []) if t.startswith(STEP_TAG_PREFIX)), None)
-
-
-def _is_step(task_run: Any) -> bool:
-    """A catalogue step's task run: named by its step id (step task runs carry no tags), or tagged ``step:<id>``
-    in older histories. Any other task run (tagging, preflight...) is not a step."""
-    return is_step(task_run.name) or _step_tag(task_run) is not None
-
-
-def _step_id(task_run: Any) -> str:
-    tag = _step_tag(task_run)
-    return tag[len(STEP_TAG_PREFIX):] if tag else task_run.name
-
-
 def _in_current_attempt(task_run: Any, run: Any) -> bool:
     """The task run belongs to the run's current attempt (not to one before a retry of the flow run)."""
     if task_run.flow_run_run_count:  # set by Prefect's engine for the task runs it creates
@@ -191,11 +175,11 @@ def reap_dead_runs(client: Any, environment: str, project: str, holder_id: str, 
     for run in sorted(runs, key=lambda r: r.start_time or now):
         mine = [t for t in task_runs if t.flow_run_id == run.id]
         if run.state_type == StateType.RUNNING:
-            steps = [t for t in mine if _is_step(t) and _in_current_attempt(t, run)]
+            steps = [t for t in mine if step_id_of(t) and _in_current_attempt(t, run)]
             if not steps:
                 continue  # waiting for the lock (or not started yet): alive as far as anyone can tell
         else:
-            steps = [t for t in mine if _is_step(t)]
+            steps = [t for t in mine if step_id_of(t)]
         left = [t for t in mine if t.state_type in unfinished]
         if run.state_type == StateType.CRASHED and not left:
             continue
@@ -205,12 +189,12 @@ def reap_dead_runs(client: Any, environment: str, project: str, holder_id: str, 
             client.set_task_run_state(task_run.id, Crashed(message=f"{found_by} (its flow run {run.name!r} "
                                                                    f"had lost its process)"), force=True)
         if run.state_type == StateType.RUNNING:
-            step_note = f"; its last step {_step_id(last)} was {last_state}" if last else ""
+            step_note = f"; its last step {step_id_of(last)} was {last_state}" if last else ""
             client.set_flow_run_state(run.id, Crashed(message=f"{found_by}{step_note}"), force=True)
         if run.flow_id not in flows:
             flows[run.flow_id] = client.read_flow(run.flow_id).name
         dead.append(DeadRun(str(run.id), run.name, flows[run.flow_id], (run.parameters or {}).get("operator"),
-                            _step_id(last) if last else None, last_state, len(steps), len(left),
+                            step_id_of(last) if last else None, last_state, len(steps), len(left),
                             already_crashed=run.state_type == StateType.CRASHED))
     return dead
 

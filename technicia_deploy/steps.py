@@ -8,6 +8,7 @@ task, and its command builders.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,13 @@ def is_step(step_id: str | None) -> bool:
     return step_id in _BY_ID
 
 
+def step_id_of(task_run: Any) -> str | None:
+    """The catalogue step a task run is: its name (step task runs carry no tags), or its ``step:`` tag in older
+    histories; None for any other task run (tagging, preflight...)."""
+    tagged = next((t[len(STEP_TAG_PREFIX):] for t in (task_run.tags or ()) if t.startswith(STEP_TAG_PREFIX)), None)
+    return tagged or (task_run.name if is_step(task_run.name) else None)
+
+
 def step(step_id: str) -> Step:
     """The catalogue entry for ``step_id``; a typo is a KeyError naming the known ids."""
     try:
@@ -131,5 +139,8 @@ def release_tag(version: str) -> str:
     return f"release:{version}"
 
 
+STEP_TAG_PREFIX = "step:"
+
+
 def step_tag(step_or_phase_id: str) -> str:
-    return f"step:{step_or_phase_id}"
+    return f"{STEP_TAG_PREFIX}{step_or_phase_id}"

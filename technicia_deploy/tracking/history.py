@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from technicia_deploy.config import ENVIRONMENTS
-from technicia_deploy.steps import env_tag, is_step
+from technicia_deploy.steps import env_tag, step_id_of
 
 DEPLOY_FLOW = "deploy-environment"
 DEPLOY_FLOW_TAG = f"flow:{DEPLOY_FLOW}"
@@ -297,7 +297,7 @@ def flow_run_record(run: Any) -> FlowRunRecord:
 def task_run_record(run: Any) -> TaskRunRecord | None:
     """A step task run (named by its catalogue id; a ``step:`` tag in older histories), or None for a task
     that is not a catalogue step. Its environment is its flow run's (filled in by the reader) unless tagged."""
-    step_id = _tag_value(run.tags or (), "step:") or (run.name if is_step(run.name) else None)
+    step_id = step_id_of(run)
     if step_id is None:
         return None
     state_type, state_name, message = _state_fields(run)

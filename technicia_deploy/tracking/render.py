@@ -604,11 +604,3 @@ def overall_status(history: History) -> str:
 
 def problems(history: History) -> list[Problem]:
     return _Index(history).problems
-
-
-def progress(history: History, flow_run_id: str) -> float:
-    """Percentage of catalogue steps completed in one flow run."""
-    steps = _Index(history).steps_of_run.get(flow_run_id, {})
-    total = sum(len(p.steps) for p in PHASES)
-    return 100.0 * sum(1 for s in steps.values() if s.state_type == "COMPLETED") / total
-

@@ -182,18 +182,6 @@ def test_a_dead_run_whose_steps_carry_no_tags_is_found_by_its_step_names(prefect
                     "unfinished task run(s). This run starts from the server's state (every step reads it first)."]
 
 
-def test_untagged_helper_tasks_do_not_make_a_waiting_run_dead():
-    """Pure: only task runs named by a catalogue step id (or tagged step:) count as started steps."""
-    from types import SimpleNamespace
-
-    assert environment_lock._is_step(SimpleNamespace(name="services.deploy", tags=[]))
-    assert environment_lock._is_step(SimpleNamespace(name="deploy-step-1", tags=["step:services.deploy"]))
-    assert environment_lock._step_id(SimpleNamespace(name="deploy-step-1", tags=["step:services.deploy"])) == \
-        "services.deploy"
-    assert not environment_lock._is_step(SimpleNamespace(name="preflight", tags=[]))
-    assert not environment_lock._is_step(SimpleNamespace(name="tag-flow-run", tags=None))
-
-
 def test_a_run_waiting_for_the_lock_or_of_another_project_is_left_alone(prefect_server):
     import uuid
 

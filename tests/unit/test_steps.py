@@ -42,3 +42,14 @@ def test_run_tags():
     assert steps.env_tag("staging") == "env:staging"
     assert steps.release_tag("v1.1.0") == "release:v1.1.0"
     assert steps.step("server.firewall").tag == "step:server.firewall"
+
+
+def test_a_task_run_is_a_step_by_its_name_or_its_older_step_tag_and_helper_tasks_are_not():
+    """What the lock's reaper and the tracking document count as a step (a helper task never makes a run look dead)."""
+    from types import SimpleNamespace
+
+    assert steps.step_id_of(SimpleNamespace(name="services.deploy", tags=[])) == "services.deploy"
+    assert steps.step_id_of(SimpleNamespace(name="deploy-step-1", tags=["step:services.deploy"])) == "services.deploy"
+    assert steps.step_id_of(SimpleNamespace(name="preflight", tags=[])) is None
+    assert steps.step_id_of(SimpleNamespace(name="tag-flow-run", tags=None)) is None
+
