@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import fnmatch
 import hashlib
 import re
 import time
 from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal, Mapping
 from urllib.parse import quote
 
 import ovh
@@ -211,6 +212,113 @@ def network_firewall_rules(public: Iterable[tuple[int, str]]) -> list[FirewallRu
     return rules
 
 
+# --- the routes the pipeline calls ------------------------------------------------------------
+#
+# Every helper reaches OVH through one of these routes, and ``OvhApi.call`` refuses a path that matches none
+# of them: this table is the complete list of what the pipeline may call, so the consumer key's minimum access
+# rules (``access_rules``, `technicia-deploy ovh access-rules`) and the doctor's coverage check derive from it.
+# ``GET /auth/time`` is not here: python-ovh calls it itself, unsigned, and it needs no access rule.
+
+
+@dataclass(frozen=True)
+class Route:
+    """One OVH API route: an HTTP method and OVH's own path template, e.g. ``/vps/{serviceName}/ips``."""
+
+    method: Literal["GET", "POST", "PUT", "DELETE"]
+    template: str
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        return tuple(re.findall(r"\{(\w+)\}", self.template))
+
+    def path(self, **values: object) -> str:
+        """The path with each parameter percent-encoded (OVH's ``{ip}`` "1.2.3.4/32" becomes "1.2.3.4%2F32")."""
+        if set(values) != set(self.parameters):
+            raise ValueError(f"{self}: path parameters are {', '.join(self.parameters) or 'none'}, got {', '.join(values) or 'none'}")
+        return re.sub(r"\{(\w+)\}", lambda m: _path_part(values[m.group(1)]), self.template)
+
+    def rule(self, values: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The access rule that grants this route: ``*`` for each path parameter unless ``values`` names it."""
+        values = values or {}
+        path = re.sub(r"\{(\w+)\}", lambda m: str(values.get(m.group(1), "*")), self.template)
+        return {"method": self.method, "path": path}
+
+    def matches(self, method: str, path: str) -> bool:
+        """Whether a concrete call (percent-encoded path, no query string) is this route."""
+        pattern = "^" + re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(self.template)) + "$"
+        return method.upper() == self.method and re.match(pattern, path) is not None
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.template}"
+
+
+CURRENT_CREDENTIAL = Route("GET", "/auth/currentCredential")
+VPS = Route("GET", "/vps/{serviceName}")
+VPS_CURRENT_IMAGE = Route("GET", "/vps/{serviceName}/images/current")
+VPS_IPS = Route("GET", "/vps/{serviceName}/ips")
+VPS_IMAGES = Route("GET", "/vps/{serviceName}/images/available")
+VPS_IMAGE = Route("GET", "/vps/{serviceName}/images/available/{id}")
+VPS_REBUILD = Route("POST", "/vps/{serviceName}/rebuild")
+VPS_TASK = Route("GET", "/vps/{serviceName}/tasks/{id}")
+RECORDS = Route("GET", "/domain/zone/{zoneName}/record")
+RECORD_CREATE = Route("POST", "/domain/zone/{zoneName}/record")
+RECORD = Route("GET", "/domain/zone/{zoneName}/record/{id}")
+RECORD_UPDATE = Route("PUT", "/domain/zone/{zoneName}/record/{id}")
+RECORD_DELETE = Route("DELETE", "/domain/zone/{zoneName}/record/{id}")
+ZONE_REFRESH = Route("POST", "/domain/zone/{zoneName}/refresh")
+FIREWALLS = Route("GET", "/ip/{ip}/firewall")
+FIREWALL_CREATE = Route("POST", "/ip/{ip}/firewall")
+FIREWALL = Route("GET", "/ip/{ip}/firewall/{ipOnFirewall}")
+FIREWALL_UPDATE = Route("PUT", "/ip/{ip}/firewall/{ipOnFirewall}")
+FIREWALL_RULES = Route("GET", "/ip/{ip}/firewall/{ipOnFirewall}/rule")
+FIREWALL_RULE_CREATE = Route("POST", "/ip/{ip}/firewall/{ipOnFirewall}/rule")
+FIREWALL_RULE = Route("GET", "/ip/{ip}/firewall/{ipOnFirewall}/rule/{sequence}")
+FIREWALL_RULE_DELETE = Route("DELETE", "/ip/{ip}/firewall/{ipOnFirewall}/rule/{sequence}")
+
+ROUTES: tuple[Route, ...] = (
+    CURRENT_CREDENTIAL,
+    VPS, VPS_CURRENT_IMAGE, VPS_IPS, VPS_IMAGES, VPS_IMAGE, VPS_REBUILD, VPS_TASK,
+    RECORDS, RECORD_CREATE, RECORD, RECORD_UPDATE, RECORD_DELETE, ZONE_REFRESH,
+    FIREWALLS, FIREWALL_CREATE, FIREWALL, FIREWALL_UPDATE,
+    FIREWALL_RULES, FIREWALL_RULE_CREATE, FIREWALL_RULE, FIREWALL_RULE_DELETE,
+)
+
+
+def route_of(method: str, path: str) -> Route | None:
+    return next((route for route in ROUTES if route.matches(method, path)), None)
+
+
+def access_rules(values: Mapping[str, str] | None = None, routes: Iterable[Route] = ROUTES) -> list[dict[str, str]]:
+    """The ``accessRules`` of ``POST /auth/credential`` that grant exactly ``routes``.
+
+    ``values`` narrows path parameters to one environment (``{"serviceName": ..., "zoneName": ...}``).
+    """
+    rules: list[dict[str, str]] = []
+    for route in routes:
+        if (rule := route.rule(values)) not in rules:
+            rules.append(rule)
+    return rules
+
+
+# A path parameter the caller did not give a value for: only a ``*`` in a rule matches it.
+_ANY_VALUE = "\x00"
+
+
+def uncovered_routes(rules: Iterable[Mapping[str, Any]], values: Mapping[str, str] | None = None,
+                     routes: Iterable[Route] = ROUTES) -> list[Route]:
+    """The routes that no access rule grants, judged as OVH does: same method, and the rule's path (a glob,
+    ``*`` matching anything) matches the path. ``values`` fills path parameters with the environment's own
+    (service name, zone), so rules scoped to them count; a parameter without a value needs a ``*``."""
+    values = values or {}
+    granted = [(str(r.get("method", "")).upper(), str(r.get("path", ""))) for r in rules]
+    missing = []
+    for route in routes:
+        path = re.sub(r"\{(\w+)\}", lambda m: str(values.get(m.group(1), _ANY_VALUE)), route.template)
+        if not any(method == route.method and fnmatch.fnmatchcase(path, glob) for method, glob in granted):
+            missing.append(route)
+    return missing
+
+
 # --- the client -------------------------------------------------------------------------------
 
 
@@ -305,8 +413,18 @@ class OvhApi:
         cause = exc.args[1] if isinstance(exc, ovh_errors.HTTPError) and len(exc.args) > 1 else None
         return isinstance(cause, requests.exceptions.ReadTimeout)
 
+    def request(self, route: Route, path: Mapping[str, object] | None = None, **params: Any) -> Any:
+        """:meth:`call` on ``route``, its path parameters filled from ``path``."""
+        return self.call(route.method, route.path(**(path or {})), **params)
+
     def call(self, method: str, path: str, **params: Any) -> Any:
-        """One API call (query parameters for GET/DELETE, JSON body for POST/PUT), retried if transient."""
+        """One API call (query parameters for GET/DELETE, JSON body for POST/PUT), retried if transient.
+
+        Only the routes of :data:`ROUTES` are called: a call outside them would be missing from the
+        consumer key's generated access rules, so it is refused here rather than by OVH in production.
+        """
+        if route_of(method, path) is None:
+            raise ValueError(f"{method} {path} is not in technicia_deploy.ovh.ROUTES: declare its route there")
         call = f"{method} {path}"
         attempt = 0
         while True:
@@ -335,7 +453,7 @@ class OvhApi:
 
     def check_credentials(self) -> dict[str, Any]:
         """The consumer key's credential; raises OvhError(INVALID_CREDENTIAL) unless it is validated."""
-        credential = self.call("GET", "/auth/currentCredential")
+        credential = self.request(CURRENT_CREDENTIAL)
         if credential.get("status") != "validated":
             raise OvhError(
                 "GET /auth/currentCredential",
@@ -347,10 +465,10 @@ class OvhApi:
     # --- VPS
 
     def vps_details(self, service_name: str) -> VpsDetails:
-        sn = _path_part(service_name)
-        vps = self.call("GET", f"/vps/{sn}")
+        sn = {"serviceName": service_name}
+        vps = self.request(VPS, sn)
         try:
-            os_name = self.call("GET", f"/vps/{sn}/images/current").get("name")
+            os_name = self.request(VPS_CURRENT_IMAGE, sn).get("name")
         except OvhError as error:
             if error.kind is not OvhErrorKind.NOT_FOUND:
                 raise
@@ -369,7 +487,7 @@ class OvhApi:
         )
 
     def vps_ipv4(self, service_name: str) -> str:
-        ips = self.call("GET", f"/vps/{_path_part(service_name)}/ips")
+        ips = self.request(VPS_IPS, {"serviceName": service_name})
         ipv4 = [ip for ip in ips if ":" not in ip]
         if not ipv4:
             raise OvhError(f"GET /vps/{service_name}/ips", OvhErrorKind.OTHER, "the VPS has no IPv4 address")
@@ -377,10 +495,9 @@ class OvhApi:
 
     def find_image(self, service_name: str, name: str) -> str:
         """The id of the image named ``name`` (case-insensitive) among those the VPS can be rebuilt with."""
-        sn = _path_part(service_name)
         names = []
-        for image_id in self.call("GET", f"/vps/{sn}/images/available"):
-            image = self.call("GET", f"/vps/{sn}/images/available/{_path_part(image_id)}")
+        for image_id in self.request(VPS_IMAGES, {"serviceName": service_name}):
+            image = self.request(VPS_IMAGE, {"serviceName": service_name, "id": image_id})
             if image["name"].lower() == name.lower():
                 return image["id"]
             names.append(image["name"])
@@ -392,9 +509,9 @@ class OvhApi:
 
     def rebuild(self, service_name: str, image_id: str, public_key: str) -> int:
         """Start reinstalling the VPS with ``image_id``, authorizing ``public_key``; returns the task id."""
-        task = self.call(
-            "POST",
-            f"/vps/{_path_part(service_name)}/rebuild",
+        task = self.request(
+            VPS_REBUILD,
+            {"serviceName": service_name},
             imageId=image_id,
             publicSshKey=public_key,
             doNotSendPassword=True,
@@ -405,10 +522,10 @@ class OvhApi:
         self, service_name: str, task_id: int, timeout_s: float = 1800, poll_s: float = 5.0
     ) -> dict[str, Any]:
         """Poll a VPS task until it is done; OvhError if it fails or the deadline passes."""
-        path = f"/vps/{_path_part(service_name)}/tasks/{task_id}"
+        path = VPS_TASK.path(serviceName=service_name, id=task_id)
         deadline = time.monotonic() + timeout_s
         while True:
-            task = self.call("GET", path)
+            task = self.call(VPS_TASK.method, path)
             if task["state"] == "done":
                 return task
             if task["state"] in ("error", "cancelled"):
@@ -432,34 +549,32 @@ class OvhApi:
 
     def records(self, zone: str, subdomain: str, field_type: str) -> list[dict[str, Any]]:
         """The zone's ``field_type`` records for ``subdomain`` (read only)."""
-        base = f"/domain/zone/{_path_part(zone)}"
-        ids = self.call("GET", f"{base}/record", fieldType=field_type, subDomain=subdomain)
-        return [self.call("GET", f"{base}/record/{i}") for i in ids]
+        ids = self.request(RECORDS, {"zoneName": zone}, fieldType=field_type, subDomain=subdomain)
+        return [self.request(RECORD, {"zoneName": zone, "id": i}) for i in ids]
 
     def ensure_record(self, zone: str, subdomain: str, field_type: str, target: str, ttl: int) -> Outcome:
         """Exactly one ``field_type`` record for ``subdomain`` pointing at ``target``.
 
         The zone is refreshed (made visible in DNS) only when something changed.
         """
-        base = f"/domain/zone/{_path_part(zone)}"
         records = self.records(zone, subdomain, field_type)
         keep = next((r for r in records if r["target"] == target and r.get("ttl") == ttl), None)
         changed = False
         if keep is None and records:
             keep = records[0]
-            self.call("PUT", f"{base}/record/{keep['id']}", target=target, ttl=ttl)
+            self.request(RECORD_UPDATE, {"zoneName": zone, "id": keep["id"]}, target=target, ttl=ttl)
             changed = True
         elif keep is None:
-            keep = self.call(
-                "POST", f"{base}/record", fieldType=field_type, subDomain=subdomain, target=target, ttl=ttl
+            keep = self.request(
+                RECORD_CREATE, {"zoneName": zone}, fieldType=field_type, subDomain=subdomain, target=target, ttl=ttl
             )
             changed = True
         for record in records:
             if record["id"] != keep["id"]:
-                self.call("DELETE", f"{base}/record/{record['id']}")
+                self.request(RECORD_DELETE, {"zoneName": zone, "id": record["id"]})
                 changed = True
         if changed:
-            self.call("POST", f"{base}/refresh")
+            self.request(ZONE_REFRESH, {"zoneName": zone})
         return "changed" if changed else "unchanged"
 
     # --- network firewall
@@ -472,39 +587,40 @@ class OvhApi:
         OVH applies rule changes asynchronously (creationPending / removalPending):
         a rule is replaced by deleting it, waiting until its sequence is free, then creating it.
         """
-        base = f"/ip/{_path_part(ip + '/32')}/firewall"
-        on = f"{base}/{_path_part(ip)}"
+        block = {"ip": ip + "/32"}
+        on = {**block, "ipOnFirewall": ip}
         changed = False
-        if ip not in self.call("GET", base):
-            self.call("POST", base, ipOnFirewall=ip)
+        if ip not in self.request(FIREWALLS, block):
+            self.request(FIREWALL_CREATE, block, ipOnFirewall=ip)
             changed = True
         deadline = time.monotonic() + timeout_s
         wanted = {r.sequence: r for r in rules}
-        current = {int(s): self.call("GET", f"{on}/rule/{s}") for s in self.call("GET", f"{on}/rule")}
+        current = {int(s): self.request(FIREWALL_RULE, {**on, "sequence": s}) for s in self.request(FIREWALL_RULES, on)}
         freeing = set()
         for seq, rule in current.items():
             if rule["state"] == "removalPending":
                 freeing.add(seq)
             elif wanted.get(seq) != FirewallRule.from_api(rule):
                 self._wait_rule_settled(on, seq, deadline, poll_s)
-                self.call("DELETE", f"{on}/rule/{seq}")
+                self.request(FIREWALL_RULE_DELETE, {**on, "sequence": seq})
                 freeing.add(seq)
                 changed = True
-        while freeing & {int(s) for s in self.call("GET", f"{on}/rule")}:
-            self._check_deadline(f"GET {on}/rule", deadline, "rules still being removed")
+        while freeing & {int(s) for s in self.request(FIREWALL_RULES, on)}:
+            self._check_deadline(f"GET {FIREWALL_RULES.path(**on)}", deadline, "rules still being removed")
             time.sleep(poll_s)
         for seq, rule in sorted(wanted.items()):
             if seq in freeing or seq not in current:
-                self.call("POST", f"{on}/rule", **rule.body())
+                self.request(FIREWALL_RULE_CREATE, on, **rule.body())
                 changed = True
-        if not self.call("GET", on)["enabled"]:
-            self.call("PUT", on, enabled=True)
+        if not self.request(FIREWALL, on)["enabled"]:
+            self.request(FIREWALL_UPDATE, on, enabled=True)
             changed = True
         return "changed" if changed else "unchanged"
 
-    def _wait_rule_settled(self, on: str, seq: int, deadline: float, poll_s: float) -> None:
-        while self.call("GET", f"{on}/rule/{seq}")["state"] != "ok":
-            self._check_deadline(f"GET {on}/rule/{seq}", deadline, "rule still pending")
+    def _wait_rule_settled(self, on: dict[str, str], seq: int, deadline: float, poll_s: float) -> None:
+        at = {**on, "sequence": seq}
+        while self.request(FIREWALL_RULE, at)["state"] != "ok":
+            self._check_deadline(f"GET {FIREWALL_RULE.path(**at)}", deadline, "rule still pending")
             time.sleep(poll_s)
 
     @staticmethod

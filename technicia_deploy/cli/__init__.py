@@ -12,7 +12,8 @@ import importlib
 import sys
 
 # Command groups, in the order --help lists them.
-COMMAND_MODULES = ("blocks", "sandbox", "dns", "deploy", "promote", "approve", "rollback", "smoke", "report")
+COMMAND_MODULES = ("blocks", "sandbox", "dns", "deploy", "promote", "approve", "rollback", "smoke", "report", "doctor",
+                   "ovh")
 
 
 def build_parser() -> argparse.ArgumentParser:
