@@ -69,6 +69,7 @@ def answer_approval(ui_url: str, flow_run_id: str, values: dict[str, Any], scree
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            failed = _record_failed_responses(page)
             page.set_default_timeout(max(1.0, timeout_s) * 1000)
             page.goto(f"{ui_url}/runs/flow-run/{flow_run_id}", wait_until="domcontentloaded")
 
@@ -95,18 +96,44 @@ def answer_approval(ui_url: str, flow_run_id: str, values: dict[str, Any], scree
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 dialog.screenshot(path=str(screenshot))
 
-            dialog.get_by_role("button", name="Submit", exact=True).click()
-            _wait(lambda: dialog.count() == 0 or not dialog.is_visible(), deadline,
-                  lambda: f"the {DIALOG_TITLE!r} dialog is still open after Submit; it shows: "
-                          f"{_messages(page) or 'no error message'}")
+            _submit(dialog, failed, deadline,
+                    lambda: f"the {DIALOG_TITLE!r} dialog is still open after Submit; it shows: "
+                            f"{_messages(page) or 'no error message'}; failed API calls: {failed or 'none'}")
             _wait(lambda: _run_state(api_url, flow_run_id) != "PAUSED", deadline,
                   lambda: f"the run is still PAUSED after the form was submitted; the UI shows: "
-                          f"{_messages(page) or 'no message'}")
+                          f"{_messages(page) or 'no message'}; failed API calls: {failed or 'none'}")
         finally:
             browser.close()
 
 
 # -- the form -----------------------------------------------------------------------------------------
+
+SUBMIT_ATTEMPTS = 3
+
+
+def _submit(dialog, failed: list[str], deadline: float, what: Callable[[], str]) -> None:
+    """Click Submit until the dialog closes; click again (as an approver would) after a 5xx answer to the resume.
+
+    Why again: on the embedded SQLite server a write can meet another one and get 503 "database is locked"
+    (Prefect's clients retry it; the UI only shows "Oops. Something went wrong." and keeps the form open).
+    """
+    for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+        seen = len(failed)
+        dialog.get_by_role("button", name="Submit", exact=True).click()
+
+        def settled() -> bool:
+            return dialog.count() == 0 or not dialog.is_visible() or _resume_failed(failed[seen:])
+
+        _wait(settled, deadline, what)
+        if not _resume_failed(failed[seen:]):
+            return
+        if attempt == SUBMIT_ATTEMPTS:
+            raise PrefectUIError(what())
+
+
+def _resume_failed(answers: list[str]) -> bool:
+    return any(re.search(r"/resume -> 5\d\d", answer) for answer in answers)
+
 
 
 def _fill(page, dialog, title: str, value: Any, deadline: float) -> None:
@@ -227,6 +254,23 @@ def _wait(condition: Callable[[], bool], deadline: float, what: Callable[[], str
         if time.monotonic() >= deadline:
             raise PrefectUIError(what())
         time.sleep(POLL_S)
+
+
+def _record_failed_responses(page) -> list[str]:
+    """Every API answer >= 400 the page receives, as "METHOD path -> status: body" (what the UI's toast hides)."""
+    failed: list[str] = []
+
+    def on_response(response) -> None:
+        if response.status < 400:
+            return
+        try:
+            body = response.text()[:300]
+        except Exception:  # noqa: BLE001 (the body may be gone already)
+            body = "?"
+        failed.append(f"{response.request.method} {response.url} -> {response.status}: {body}")
+
+    page.on("response", on_response)
+    return failed
 
 
 def _texts(locator) -> list[str]:
