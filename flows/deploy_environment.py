@@ -24,7 +24,8 @@ def changed_steps(results: dict[str, Any]) -> list[str]:
     from tasks.step import result_of
 
     changed = []
-    for step_id, returned in results.items():
+    # A copy first: the phases of a group (checks, monitoring) add their results from their own threads.
+    for step_id, returned in dict(results).items():
         result = result_of(returned)
         if isinstance(result, dict) and result.get("outcome") == "changed":
             changed.append(step_id)
@@ -67,8 +68,56 @@ def _plan(environment: str, version: str, sha: str, project: str, rebuild_server
     }
 
 
+def _phase_reads(environment: str, project: str, version: str, sha: str) -> dict[str, Callable[[], list]]:
+    """Per phase, the fact commands its steps will read first (each task module declares its own)."""
+    from tasks import monitoring, runtime, services
+
+    def env():
+        return runtime.environment(environment, project)
+
+    return {
+        "services": lambda: services.reads(env(), version, sha),
+        "monitoring": lambda: monitoring.reads(env()),
+    }
+
+
+def _prefetch(environment: str, project: str, reads: dict[str, Callable[[], list]], phases: list[str]) -> None:
+    """Fetch the facts of ``phases`` ahead in one round trip (see HostConnection.prefetch): on a run that
+    changes nothing, every step then reads from it; a step that changes the server makes the later ones read
+    again by themselves. Never fails the run."""
+    from tasks import runtime
+
+    wanted = [fact for phase_id in phases if phase_id in reads for fact in reads[phase_id]()]
+    fetched = runtime.prefetch(runtime.environment(environment, project), wanted)
+    if fetched:
+        get_run_logger().debug("fetched %d fact(s) of %s ahead in one command", fetched, ", ".join(phases))
+
+
 # Phases whose steps are independent and start together; their plan entries submit and return futures.
 CONCURRENT_PHASES = {"checks"}
+
+# Phases that run at the same time as an earlier one (phase -> the phase it runs alongside): the monitoring
+# set-up reads and changes nothing the post-deployment tests look at, so a run waits for the slower of the
+# two, not for their sum. Each keeps its own order inside (monitoring's steps still run one after another).
+ALONGSIDE = {"monitoring": "checks"}
+
+
+def phase_groups(plan: dict[str, Any]) -> list[list[tuple[str, list[str]]]]:
+    """The plan's phases in catalogue order as groups that run at the same time: [[(phase id, its step ids)]]."""
+    groups: list[list[tuple[str, list[str]]]] = []
+    where: dict[str, list[tuple[str, list[str]]]] = {}
+    for phase in steps.PHASES:
+        ran = [step.id for step in phase.steps if step.id in plan]
+        if not ran:
+            continue
+        partner = ALONGSIDE.get(phase.id)
+        group = where.get(partner) if partner else None
+        if group is None:
+            group = []
+            groups.append(group)
+        group.append((phase.id, ran))
+        where[phase.id] = group
+    return groups
 
 
 def _run_together(submitters: dict[str, Callable[[], Any]]) -> dict[str, Any]:
@@ -175,29 +224,61 @@ def _roll_back(environment: str, project: str, version: str, sha: str, failed: s
     return ReleaseRolledBack(f"{failed} failed ({cause}); {result['summary']}")
 
 
-def _run_phases(plan: dict[str, Callable[[], Any]], results: dict[str, Any], environment: str, project: str,
-                version: str, sha: str) -> dict:
-    """The plan's steps in catalogue order, their results into ``results``; a failure at or after the
-    deploy step rolls the environment back."""
-    done = 0
-    for phase in steps.PHASES:
-        ran = [step.id for step in phase.steps if step.id in plan]
-        if not ran:
-            continue
-        at = phase.id
+def _run_phase(plan: dict[str, Callable[[], Any]], phase_id: str, ran: list[str], results: dict[str, Any]) -> None:
+    """One phase's steps, their results into ``results``; an error carries the step it failed at (``at``)."""
+    at = phase_id
+    try:
+        if phase_id in CONCURRENT_PHASES:
+            results.update(_run_together({step_id: plan[step_id] for step_id in ran}))
+        else:
+            for step_id in ran:
+                at = step_id
+                results[step_id] = plan[step_id]()
+    except Exception as exc:
+        exc.failed_at = at  # type: ignore[attr-defined]
+        raise
+
+
+def _run_group(plan: dict[str, Callable[[], Any]], group: list[tuple[str, list[str]]],
+               results: dict[str, Any]) -> list[Exception]:
+    """The group's phases at the same time (each in its own thread, in the flow run's context); their errors."""
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(group) == 1:
+        phase_id, ran = group[0]
         try:
-            if phase.id in CONCURRENT_PHASES:
-                results.update(_run_together({step_id: plan[step_id] for step_id in ran}))
-            else:
-                for step_id in ran:
-                    at = step_id
-                    results[step_id] = plan[step_id]()
-        except Exception as exc:
-            if at in ROLLBACK_AFTER:
-                raise _roll_back(environment, project, version, sha, at, exc) from exc
-            raise
-        done += len(ran)
-        _publish_phase(environment, phase.id, done, len(plan))
+            _run_phase(plan, phase_id, ran, results)
+        except Exception as exc:  # noqa: BLE001 - the caller decides (rollback or not)
+            return [exc]
+        return []
+    with ThreadPoolExecutor(max_workers=len(group), thread_name_prefix="phase") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, _run_phase, plan, phase_id, ran, results)
+                   for phase_id, ran in group]
+        return [exc for future in futures if (exc := future.exception()) is not None]
+
+
+def _run_phases(plan: dict[str, Callable[[], Any]], results: dict[str, Any], environment: str, project: str,
+                version: str, sha: str, reads: dict[str, Callable[[], list]] | None = None) -> dict:
+    """The plan's steps in catalogue order, their results into ``results``; a failure at or after the
+    deploy step rolls the environment back. ``reads``: each phase's fact commands, fetched ahead."""
+    done = 0
+    groups = phase_groups(plan)
+    for index, group in enumerate(groups):
+        if reads:  # this group's facts and the later ones': all of a run that changes nothing, in one command
+            _prefetch(environment, project, reads, [phase_id for later in groups[index:] for phase_id, _ in later])
+        errors = _run_group(plan, group, results)
+        rollback_for = next((e for e in errors if getattr(e, "failed_at", None) in ROLLBACK_AFTER), None)
+        if rollback_for is not None:
+            for other in errors:
+                if other is not rollback_for:
+                    get_run_logger().error("%s failed too: %s", getattr(other, "failed_at", "?"), other)
+            raise _roll_back(environment, project, version, sha, rollback_for.failed_at, rollback_for) from rollback_for
+        if errors:
+            raise errors[0]
+        for phase_id, ran in group:
+            done += len(ran)
+            _publish_phase(environment, phase_id, done, len(plan))
     return results
 
 
@@ -255,7 +336,8 @@ def deploy_environment(environment: str, version: str, operator: str = "unknown"
             results: dict[str, Any] = {}
             plan = _plan(environment, version, sha, project, rebuild_server, load_test, alert_test, results)
             with untagged():  # the flow run carries env:/release:; its step task runs need no tags
-                _run_phases(plan, results, environment, project, version, sha)
+                _run_phases(plan, results, environment, project, version, sha,
+                            reads=_phase_reads(environment, project, version, sha))
         return {"environment": environment, "version": version, "sha": sha, "steps": results}
     finally:
         runtime.release()

@@ -23,6 +23,7 @@ import uuid
 
 from technicia_deploy import alerts as alert_sending
 from technicia_deploy.commands import monitoring as mon
+from technicia_deploy.commands.batch import Read
 
 from tasks import runtime
 from tasks.step import CHANGED, UNCHANGED, StepResult, outcome, tracked_step
@@ -43,8 +44,17 @@ class AlertsFailed(RuntimeError):
     """An alert destination is invalid or did not accept a test alert (named, never its URL)."""
 
 
+def _facts_read(env: runtime.EnvironmentContext) -> Read:
+    return Read(mon.fact_command(env.project), sudo=True)
+
+
+def reads(env: runtime.EnvironmentContext) -> list[Read]:
+    """The fact commands this phase's steps read (the flow fetches them ahead, in one round trip)."""
+    return [_facts_read(env)]
+
+
 def _facts(env: runtime.EnvironmentContext, conn) -> mon.MonitorFacts:
-    return mon.parse_facts(conn.read(mon.fact_command(env.project), sudo=True).stdout)
+    return mon.parse_facts(runtime.read(conn, _facts_read(env)).stdout)
 
 
 # --- monitoring.script -----------------------------------------------------------------------------

@@ -7,11 +7,17 @@ results. Everything is cached per flow run and released by :func:`release`.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from technicia_deploy.connection import ConnectionPool, HostConnection
+
+if TYPE_CHECKING:
+    from technicia_deploy.commands.batch import Read
+
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _pools: dict[str, ConnectionPool] = {}
@@ -127,6 +133,24 @@ def release() -> None:
             del _contexts[ctx_key]
     if conn_pool:
         conn_pool.close()
+
+
+def read(conn: HostConnection, fact: "Read"):
+    """A step's fact read (kept until a command changes the server; maybe fetched ahead by :func:`prefetch`)."""
+    return conn.read(fact.command, sudo=fact.sudo)
+
+
+def prefetch(env: EnvironmentContext, reads: "list[Read]") -> int:
+    """Fetch ``reads`` ahead, side by side in one round trip, so the steps' own reads cost nothing; returns how
+    many were fetched. Never fails the run: a server not reachable yet (a fresh VPS has no deploy user) or a
+    lost connection leaves each step to read and report by itself."""
+    if not reads:
+        return 0
+    try:
+        return connect(env).prefetch(reads)
+    except Exception as exc:  # noqa: BLE001 - see above
+        log.debug("%s: facts not fetched ahead (%s): each step reads its own", env.name, exc)
+        return 0
 
 
 def converge(conn: HostConnection, fact_command: str, parse: Callable[[str], Any],

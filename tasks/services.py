@@ -6,6 +6,7 @@ import time
 
 from technicia_deploy import envfile
 from technicia_deploy.commands import env_contract, files, release
+from technicia_deploy.commands.batch import Read
 from technicia_deploy.connection import CommandFailed
 
 from tasks import runtime
@@ -31,6 +32,27 @@ def env_file_path(env: runtime.EnvironmentContext, release_dir: str) -> str:
     return f"{release_dir}/{env.application.env_file}"
 
 
+# -- the facts each step reads (the flow fetches a phase's reads ahead, in one round trip) --
+
+def _checkout_read(env: runtime.EnvironmentContext, version: str, sha: str) -> Read:
+    app = layout(env)
+    return Read(release.checkout_fact_command(app, app.release_dir(version, sha)))
+
+
+def _env_read(env: runtime.EnvironmentContext, version: str, sha: str) -> Read:
+    path = env_file_path(env, layout(env).release_dir(version, sha))
+    return Read(env_contract.env_facts_command(path, env_contract.example_path(path)), sudo=True)
+
+
+def _services_read(env: runtime.EnvironmentContext) -> Read:
+    return Read(release.services_fact_command(layout(env)), sudo=True)
+
+
+def reads(env: runtime.EnvironmentContext, version: str, sha: str) -> list[Read]:
+    """The fact commands this phase's steps read first, in step order."""
+    return [_checkout_read(env, version, sha), _env_read(env, version, sha), _services_read(env)]
+
+
 @tracked_step("services.clone")
 def checkout(environment: str, version: str, sha: str, project: str = "technicia") -> StepResult:
     """The repository checked out on the server at exactly ``sha`` (resolved from ``version`` before the run)."""
@@ -38,7 +60,7 @@ def checkout(environment: str, version: str, sha: str, project: str = "technicia
     conn = runtime.connect(env)
     app = layout(env)
     release_dir = app.release_dir(version, sha)
-    facts = release.parse_checkout_facts(conn.run(release.checkout_fact_command(app, release_dir)).stdout)
+    facts = release.parse_checkout_facts(runtime.read(conn, _checkout_read(env, version, sha)).stdout)
     ops = release.checkout_operations(facts, app, env.application.repository, version, sha)
     for command, as_root in ops:
         try:
@@ -67,8 +89,7 @@ def api_keys(environment: str, version: str, sha: str, project: str = "technicia
     text = envfile.render(keys)
     example = env_contract.example_path(path)
     # One round trip: the .env's fact and the release's .env.example, the application's side of the contract.
-    facts = env_contract.parse_env_facts(path, example,
-                                         conn.run(env_contract.env_facts_command(path, example), sudo=True).stdout)
+    facts = env_contract.parse_env_facts(path, example, runtime.read(conn, _env_read(env, version, sha)).stdout)
     contract = env_contract.contract(facts, envfile.ENV_VARIABLES)
     problem = contract.problem()
     if problem:
@@ -125,10 +146,10 @@ def deploy(environment: str, version: str, sha: str, project: str = "technicia",
     started_key = (str(flow_run.id or "local"), release_dir)
     attempt = current_attempt()
 
-    def facts() -> release.ServiceFacts:
+    def facts() -> release.ServiceFacts:  # polled after the deploy command: always read from the server
         return release.parse_service_facts(conn.run(release.services_fact_command(app), sudo=True).stdout)
 
-    before = facts()
+    before = release.parse_service_facts(runtime.read(conn, _services_read(env)).stdout)
     if before.current == release_dir and before.containers and not before.unhealthy():
         details = {"services": [c.service for c in before.containers], "release_dir": release_dir,
                    "previous": before.previous}

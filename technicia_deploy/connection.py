@@ -35,6 +35,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from .commands.batch import Read
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +183,7 @@ class HostConnection:
         self.commands_run = 0
         self.reconnects = 0
         self.reads_reused = 0
+        self.prefetched = 0  # fact commands fetched ahead in batches (see prefetch)
         self._writes = 0  # commands that may have changed the server: a read older than the last one is stale
         self._reads: dict[tuple[str, bool], tuple[int, Result]] = {}
 
@@ -284,6 +289,7 @@ class HostConnection:
 
     def _forget(self, *, lost: bool) -> None:
         """Drop the Fabric connection (with ``self._lock`` held); ``lost``: it went away, remember when."""
+        self._reads.clear()  # a new connection may reach a server that restarted or was rebuilt: read again
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -323,6 +329,30 @@ class HostConnection:
             if generation == self._writes:
                 self._reads[key] = (generation, out)
         return out
+
+    def prefetch(self, reads: "Sequence[Read]") -> int:
+        """Run the fact commands ``reads`` side by side in one round trip and keep each answer as :meth:`read`
+        would (then a step's read costs nothing); returns how many were fetched. Reads already kept are not
+        fetched again; a read that fails is not kept (the step's own read runs it and reports the failure)."""
+        from .commands.batch import batch_script, parse_batch
+
+        with self._lock:
+            wanted = list(dict.fromkeys(r for r in reads if (cached := self._reads.get((r.command, r.sudo))) is None
+                                        or cached[0] != self._writes))
+            generation = self._writes
+        if not wanted:
+            return 0
+        out = self._run(batch_script(wanted), sudo=False, as_user=None, stdin=None, check=True, timeout=600,
+                        rerun_on_drop=True)
+        answers = parse_batch(out.stdout, len(wanted))
+        with self._lock:
+            if generation != self._writes:
+                return 0  # another thread changed the server meanwhile: these answers may be stale
+            for read, answer in zip(wanted, answers):
+                if answer.exit_code == 0:
+                    self._reads[(read.command, read.sudo)] = (generation, Result(answer.stdout, answer.stderr, 0))
+        self.prefetched += len(wanted)
+        return len(wanted)
 
     def run(self, command: str, *, sudo: bool = False, as_user: str | None = None, stdin: str | None = None,
             check: bool = True, timeout: float | None = 600, rerun_on_drop: bool = True) -> Result:

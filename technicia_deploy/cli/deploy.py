@@ -53,13 +53,25 @@ def _deploy(args: argparse.Namespace) -> int:
     for option in ("load_test", "alert_test"):
         if getattr(args, option) is not None:
             options[option] = getattr(args, option)
-    sha = _resolve(args.project, args.environment, args.version)  # a bad version is one error line, no flow run
-    # Tagged from its creation: the alert automation sees the run's tags only if its first state event had them.
-    with tags(env_tag(args.environment)):
-        state: State = deploy_environment(environment=args.environment, version=args.version, sha=sha,
-                                          operator=args.operator or getpass.getuser(),
-                                          rebuild_server=args.rebuild_server, project=args.project,
-                                          return_state=True, **options)
+    from prefect.context import SyncClientContext
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from technicia_deploy.cli import warmup
+
+    warmup.start()  # the steps' modules load while the flow run is created (network waits)
+    # One API client for the version lookup and the flow run (the engine reuses the context's; each new client
+    # costs a TLS trust-store load even for an http:// server).
+    # No heartbeats for a run in this process: nothing watches them (the zombie detection matches runs of
+    # deployments; a dead CLI run is found by the next holder of the environment's lock), and Prefect's
+    # heartbeat thread sleeps in 1 s steps that the run's end waits out.
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), SyncClientContext.get_or_create():
+        sha = _resolve(args.project, args.environment, args.version)  # a bad version: one error line, no flow run
+        # Tagged from its creation: the alert automation sees the run's tags only if its first state event had them.
+        with tags(env_tag(args.environment)):
+            state: State = deploy_environment(environment=args.environment, version=args.version, sha=sha,
+                                              operator=args.operator or getpass.getuser(),
+                                              rebuild_server=args.rebuild_server, project=args.project,
+                                              return_state=True, **options)
     print(f"\n{args.environment}: {state.name}. Run history: {ui_url(args.prefect_url)}/runs  "
           "(report: technicia-deploy report)")
     if not state.is_completed():

@@ -48,3 +48,30 @@ def test_stdin_reaches_the_command_whole_and_the_exit_status_is_kept(vps_connect
     assert result.stdout.split()[0] == hashlib.sha256(text.encode()).hexdigest()
     failed = conn.run("cat >/dev/null; echo oops >&2; exit 3", stdin="secret-ish\n", check=False)
     assert (failed.exit_code, failed.stderr.strip()) == (3, "oops")
+
+
+def test_prefetched_facts_are_read_without_a_round_trip_until_a_command_changes_the_server(vps_connection):
+    from technicia_deploy.commands.batch import Read
+
+    conn, _ = vps_connection
+    reads = [Read("cat /etc/os-release"), Read("id -u", sudo=True), Read("echo nope >&2; exit 4")]
+    alone = {r: conn.read(r.command, sudo=r.sudo).stdout for r in reads[:2]}
+    conn.run("true")  # forget those reads
+
+    before = conn.commands_run
+    assert conn.prefetch(reads) == 3
+    assert conn.commands_run == before + 1  # three facts, one command
+    assert {r: conn.read(r.command, sudo=r.sudo).stdout for r in reads[:2]} == alone  # same answers, as root where asked
+    assert alone[reads[1]].strip() == "0"
+    assert conn.commands_run == before + 1  # served from the prefetch
+    assert conn.prefetch(reads[:2]) == 0  # already kept: nothing fetched
+
+    # A failing fact is not kept: its own read runs it and reports the failure as it always did.
+    from technicia_deploy.connection import CommandFailed
+
+    with pytest.raises(CommandFailed):
+        conn.read(reads[2].command)
+    # A command that may change the server forgets what was fetched.
+    conn.run("true")
+    conn.read(reads[0].command)
+    assert conn.commands_run == before + 4

@@ -72,3 +72,63 @@ def test_run_together_overlaps_the_steps_and_names_each_failure(prefect_server):
     message = str(failure.value)
     assert "functional: " in message and "security: " in message and "performance" not in message
     assert "functional found a problem" in message
+
+
+def test_monitoring_is_grouped_with_the_checks_and_the_other_phases_run_alone():
+    from flows import deploy_environment as flow_module
+
+    plan = flow_module._plan("test", "v1.0.0", "0" * 40, "technicia", False, None, None, {})
+    groups = [[phase_id for phase_id, _ in group] for group in flow_module.phase_groups(plan)]
+    assert groups == [["server"], ["services"], ["https"], ["checks", "monitoring"]]
+    steps_of = {phase_id: ran for group in flow_module.phase_groups(plan) for phase_id, ran in group}
+    assert steps_of["monitoring"] == ["monitoring.script", "monitoring.alerts", "monitoring.alert_test"]  # in order
+
+
+def test_monitoring_runs_alongside_the_checks_and_a_failed_check_rolls_back_once_both_ended(prefect_server, monkeypatch):
+    from prefect import flow, task
+
+    from flows import deploy_environment as flow_module
+
+    both_started = threading.Barrier(2, timeout=10)  # passes only if a check and a monitoring step overlap
+    order: list[str] = []
+
+    @task
+    def check(fail: bool) -> str:
+        both_started.wait()
+        if fail:
+            raise RuntimeError("functional check found a problem")
+        return "checked"
+
+    @task
+    def monitor(name: str) -> str:
+        if name == "monitoring.script":
+            both_started.wait()
+        order.append(name)
+        return name
+
+    rolled_back: list[str] = []
+
+    def fake_roll_back(environment, project, version, sha, failed, error):
+        rolled_back.append(failed)
+        assert order == ["monitoring.script", "monitoring.alerts"], "the rollback waits for the monitoring phase"
+        return flow_module.ReleaseRolledBack(f"{failed} failed; rolled back")
+
+    monkeypatch.setattr(flow_module, "_roll_back", fake_roll_back)
+    monkeypatch.setattr(flow_module, "_publish_phase", lambda *args, **kwargs: None)
+
+    @flow
+    def run(fail: bool):
+        plan = {"checks.functional": lambda: check.submit(fail),
+                "monitoring.script": lambda: monitor("monitoring.script"),
+                "monitoring.alerts": lambda: monitor("monitoring.alerts")}
+        return flow_module._run_phases(plan, {}, "test", "technicia", "v1.0.0", "0" * 40)
+
+    results = run(False)
+    assert set(results) == {"checks.functional", "monitoring.script", "monitoring.alerts"}
+    assert rolled_back == []
+
+    both_started.reset()
+    order.clear()
+    with pytest.raises(flow_module.ReleaseRolledBack, match="checks failed; rolled back"):
+        run(True)
+    assert rolled_back == ["checks"]
