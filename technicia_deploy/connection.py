@@ -164,6 +164,18 @@ def sudo_wrap(command: str, user: str | None = None) -> str:
     return f"sudo -n {as_user}bash -c {shlex.quote(command)}"
 
 
+def _abandon(conn, sock: socket.socket) -> None:
+    """Give up a connection whose handshake or login failed: stop its transport first, then the socket.
+
+    paramiko leaves the transport's reader thread running after a failed login; closing the socket under it
+    made that thread log "Socket exception: Bad file descriptor (9)" at ERROR in a run that went on fine."""
+    try:
+        conn.client.close()
+    except Exception:  # noqa: BLE001 - what is left of a failed handshake may fail to close
+        pass
+    sock.close()
+
+
 class HostConnection:
     """One SSH connection to one host, shared by every task of a flow run."""
 
@@ -211,7 +223,7 @@ class HostConnection:
         try:
             conn.open()
         except paramiko.BadHostKeyException as exc:
-            sock.close()
+            _abandon(conn, sock)
             got = f"{exc.key.get_name()} {exc.key.get_base64()}"
             raise HostKeyMismatch(
                 f"{self.host}:{self.port} presented host key {fingerprint(got)}, but {fingerprint(self.host_key)} is "
@@ -219,7 +231,7 @@ class HostConnection:
                 "ssh.host_key in environments.yaml"
             ) from None
         except paramiko.SSHException as exc:
-            sock.close()
+            _abandon(conn, sock)
             if "not found in known_hosts" in str(exc):  # RejectPolicy: no key of the declared type offered
                 raise HostKeyMismatch(f"{self.host}:{self.port} offered no host key of the declared type "
                                       f"({key_type}); refusing to connect") from None
@@ -231,7 +243,7 @@ class HostConnection:
                                   "restarting or overloaded") from None
             raise ConnectionFailed(f"{self.label}: SSH handshake failed ({exc})") from None
         except (OSError, EOFError) as exc:
-            sock.close()
+            _abandon(conn, sock)
             raise Unreachable(f"{self.label}: connection lost during the SSH handshake "
                               f"({drop_reason(exc)})") from None
         transport = conn.client.get_transport()

@@ -75,6 +75,7 @@ class FakeSshServer:
         self.host_key = paramiko.ECDSAKey.generate()
         self.host_key_line = f"{self.host_key.get_name()} {self.host_key.get_base64()}"
         self.runs: dict[str, int] = {}
+        self.refuse_login = False  # every public key refused (a fresh VPS with no deploy user yet)
         self.transports = []
         self._listener = None
         self.port = None
@@ -111,7 +112,7 @@ class FakeSshServer:
                 return "publickey"
 
             def check_auth_publickey(self, username, key):
-                return paramiko.AUTH_SUCCESSFUL
+                return paramiko.AUTH_FAILED if server.refuse_login else paramiko.AUTH_SUCCESSFUL
 
             def check_channel_exec_request(self, channel, command):
                 threading.Thread(target=server._exec, args=(channel, command.decode()), daemon=True).start()
@@ -436,3 +437,23 @@ def test_a_fact_read_twice_is_read_once_until_another_command_runs(ssh_server):
             conn.run("exit 3")
         conn.read("echo facts")
         assert ssh_server.runs["echo facts"] == 3
+
+
+def test_a_refused_login_is_named_and_its_transport_stopped_without_an_error_log(ssh_server, caplog):
+    """A fresh VPS refuses the deploy user (the flow then logs in as the admin user): nothing logs at ERROR."""
+    import logging
+
+    ssh_server.refuse_login = True
+    conn = _conn(ssh_server)
+    with caplog.at_level(logging.DEBUG, logger="paramiko"):
+        with pytest.raises(connection.ConnectionFailed, match="SSH authentication failed"):
+            conn.open()
+        # The transport's reader thread is gone (a thread left reading a closed socket logs at ERROR).
+        import paramiko
+
+        deadline = time.monotonic() + 10
+        while any(isinstance(t, paramiko.Transport) and not t.server_mode and t.is_alive() for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "a paramiko transport thread is still running"
+            time.sleep(0.05)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
