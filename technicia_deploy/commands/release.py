@@ -75,6 +75,27 @@ def parse_ls_remote(output: str, version: str) -> str | None:
     return None
 
 
+def ls_remote_tags_command(repository: str) -> list[str]:
+    """argv listing the remote's tags (no peeled lines): what an unknown version's error offers instead."""
+    return ["git", "ls-remote", "--tags", "--refs", "--", repository]
+
+
+def parse_tags(output: str, newest: int = 10) -> list[str]:
+    """The remote's tag names, newest version first (v1.10.0 after v1.9.0), at most ``newest``."""
+    names = [parts[1].removeprefix("refs/tags/") for parts in (line.split() for line in output.splitlines())
+             if len(parts) == 2 and SHA_RE.fullmatch(parts[0]) and parts[1].startswith("refs/tags/")]
+
+    def version_key(name: str) -> tuple:
+        # v1.10.0 after v1.9.0; a pre-release (v2.0.0-rc1) before its release; names that are no version last.
+        match = re.fullmatch(r"[vV]?(\d+(?:\.\d+)*)(.*)", name)
+        if match is None:
+            return (0, (), 0, name)
+        numbers, suffix = tuple(int(n) for n in match.group(1).split(".")), match.group(2)
+        return (1, numbers, 0 if suffix else 1, suffix)
+
+    return sorted(names, key=version_key, reverse=True)[:newest]
+
+
 # -- checkout ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CheckoutFacts:

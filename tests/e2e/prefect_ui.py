@@ -112,7 +112,7 @@ SUBMIT_ATTEMPTS = 3
 
 
 def _submit(dialog, failed: list[str], deadline: float, what: Callable[[], str]) -> None:
-    """Click Submit until the dialog closes; click again (as an approver would) after a 5xx answer to the resume.
+    """Click Submit until the dialog closes; click again (as an approver would) after a 5xx or no answer to the resume.
 
     Why again: on the embedded SQLite server a write can meet another one and get 503 "database is locked"
     (Prefect's clients retry it; the UI only shows "Oops. Something went wrong." and keeps the form open).
@@ -132,7 +132,7 @@ def _submit(dialog, failed: list[str], deadline: float, what: Callable[[], str])
 
 
 def _resume_failed(answers: list[str]) -> bool:
-    return any(re.search(r"/resume -> 5\d\d", answer) for answer in answers)
+    return any(re.search(r"/resume -> (5\d\d|failed)", answer) for answer in answers)
 
 
 
@@ -257,7 +257,8 @@ def _wait(condition: Callable[[], bool], deadline: float, what: Callable[[], str
 
 
 def _record_failed_responses(page) -> list[str]:
-    """Every API answer >= 400 the page receives, as "METHOD path -> status: body" (what the UI's toast hides)."""
+    """Every API answer >= 400 the page receives, as "METHOD url -> status: body", and every request that got no
+    answer, as "METHOD url -> failed: reason" (what the UI's toast hides)."""
     failed: list[str] = []
 
     def on_response(response) -> None:
@@ -269,7 +270,11 @@ def _record_failed_responses(page) -> list[str]:
             body = "?"
         failed.append(f"{response.request.method} {response.url} -> {response.status}: {body}")
 
+    def on_request_failed(request) -> None:  # no answer at all (the UI's toast says the same for both)
+        failed.append(f"{request.method} {request.url} -> failed: {request.failure}")
+
     page.on("response", on_response)
+    page.on("requestfailed", on_request_failed)
     return failed
 
 
