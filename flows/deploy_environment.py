@@ -70,13 +70,15 @@ def _plan(environment: str, version: str, sha: str, project: str, rebuild_server
 
 def _phase_reads(environment: str, project: str, version: str, sha: str) -> dict[str, Callable[[], list]]:
     """Per phase, the fact commands its steps will read first (each task module declares its own)."""
-    from tasks import monitoring, runtime, services
+    from tasks import https, monitoring, runtime, server, services
 
     def env():
         return runtime.environment(environment, project)
 
     return {
+        "server": lambda: server.reads(env()),
         "services": lambda: services.reads(env(), version, sha),
+        "https": lambda: https.reads(env()),
         "monitoring": lambda: monitoring.reads(env()),
     }
 
@@ -338,6 +340,9 @@ def deploy_environment(environment: str, version: str, operator: str = "unknown"
             with untagged():  # the flow run carries env:/release:; its step task runs need no tags
                 _run_phases(plan, results, environment, project, version, sha,
                             reads=_phase_reads(environment, project, version, sha))
-        return {"environment": environment, "version": version, "sha": sha, "steps": results}
+            ssh = runtime.ssh_stats()
+            logger.info("SSH: %(connections)d connection(s), %(commands)d command(s); %(facts_fetched_ahead)d fact(s) "
+                        "fetched ahead, %(reads_without_round_trip)d read(s) answered without a round trip", ssh)
+        return {"environment": environment, "version": version, "sha": sha, "steps": results, "ssh": ssh}
     finally:
         runtime.release()

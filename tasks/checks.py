@@ -172,26 +172,36 @@ def performance(environment: str, project: str = "technicia", load_test: bool = 
 
 @tracked_step("checks.security")
 def security(environment: str, project: str = "technicia") -> StepResult:
-    """Ports, TLS, redirect, headers and SSH as seen from outside; the .env mode from inside."""
+    """Ports (declared, common, and whatever the server says it exposes), TLS against Mozilla intermediate (sslyze),
+    redirect, headers, the catch-all virtual host, SSH auth methods and algorithms (ssh-audit) as seen from outside;
+    the .env mode from inside."""
     from tasks.services import layout
 
     env = runtime.environment(environment, project)
     settings = env.settings
     site = target(env)
     app = env.application
+    conn = runtime.connect(env)
+    exposed = security_checks.parse_exposure(conn.run(security_checks.exposure_command(), sudo=True).stdout)
     wanted = security_checks.expected_ports(settings.firewall, {app.frontend_port: "front end (container)",
-                                                               app.api_port: "API (container)"})
-    states, findings = security_checks.judge_ports(wanted, security_checks.scan(site.address, wanted))
+                                                               app.api_port: "API (container)"}, exposed)
+    observed = security_checks.scan(site.address, wanted)
+    states, findings = security_checks.judge_ports(wanted, observed)
+    findings += security_checks.judge_exposure(exposed, wanted, observed)
     try:
         findings += security_checks.judge_tls(settings.domain, security_checks.inspect_tls(site), settings.tls.min_days_left)
         findings += security_checks.check_headers(site)
     except OSError as exc:
         findings.append(security_checks.Finding("high", "tls", settings.domain, f"HTTPS does not answer ({exc})"))
+    findings += security_checks.judge_tls_profile(settings.domain, security_checks.scan_tls_profile(site))
     findings += security_checks.check_redirect(site)
+    findings += security_checks.check_catch_all(site)
     findings += security_checks.judge_ssh(site.address, security_checks.ssh_auth_methods(site.address, settings.ssh.port),
                                           settings.ssh.port)
+    findings += security_checks.judge_ssh_algorithms(
+        site.address, security_checks.ssh_audit(site.address, settings.ssh.port), settings.ssh.port)
     env_path = f"{layout(env).current}/{app.env_file}"
-    output = runtime.connect(env).run(security_checks.env_file_command(env_path), sudo=True).stdout
+    output = conn.run(security_checks.env_file_command(env_path), sudo=True).stdout
     findings += security_checks.judge_env_file(env_path, output)
     summary = security_checks.summary(findings)
     _publish("security", environment, security_checks.table_rows(states, findings),
@@ -201,4 +211,5 @@ def security(environment: str, project: str = "technicia") -> StepResult:
                            "; ".join(f.message for f in security_checks.failed(findings)))
     return StepResult("checks.security", UNCHANGED, summary,
                       {"findings": [f.__dict__ for f in findings],
-                       "open_ports": [s.port for s in states if s.observed == "open"]})
+                       "open_ports": [s.port for s in states if s.observed == "open"],
+                       "exposed": sorted({e.port for e in exposed if e.public})})

@@ -19,7 +19,11 @@ def _subdomain(domain: str, zone: str) -> str:
 
 
 def site(env: runtime.EnvironmentContext) -> nginx.NginxSite:
-    return nginx.NginxSite(env.settings.domain, env.application.frontend_port, env.application.api_port)
+    settings = env.settings
+    return nginx.NginxSite(settings.domain, env.application.frontend_port, env.application.api_port,
+                           content_security_policy=settings.http.content_security_policy,
+                           permissions_policy=settings.http.permissions_policy,
+                           ocsp_stapling=settings.tls.ocsp_stapling)
 
 
 @tracked_step("https.dns")
@@ -34,20 +38,31 @@ def dns(environment: str, project: str = "technicia", deadline_s: float = DNS_DE
 
     env = runtime.environment(environment, project)
     settings = env.settings
+    subdomain = _subdomain(settings.domain, settings.dns.zone)
+    issuer = settings.tls.caa_issuer_domain()
+    caa = env.ovh().caa_target(issuer) if issuer else None
     with retries_recorded() as retried:
         address = env.address()
-        change = env.ovh().ensure_record(settings.dns.zone, _subdomain(settings.domain, settings.dns.zone), "A",
-                                         address, settings.dns.ttl)
+        change = env.ovh().ensure_record(settings.dns.zone, subdomain, "A", address, settings.dns.ttl)
+        # Only the environment's ACME CA may issue for its name (CAA is read at the name first, then up the tree).
+        caa_change = (env.ovh().ensure_record(settings.dns.zone, subdomain, "CAA", caa, settings.dns.ttl)
+                      if caa else "unchanged")
     servers = dns_check.authoritative_servers(settings.dns.zone, settings.dns.nameservers)
     propagation = dns_check.wait_propagated(servers, settings.domain, address, "A", deadline_s=deadline_s)
+    if caa:
+        dns_check.wait_propagated(servers, settings.domain, caa, "CAA", deadline_s=deadline_s)
     remember_record(environment, project, settings.domain, address, written=change == "changed")
     waited = (f" after waiting {propagation.waited_s:g}s for propagation ({propagation.polls} rounds)"
               if propagation.waited else "")
     note = retry_note(retried)
-    return StepResult("https.dns", change,
+    caa_note = (f"; CAA {caa}" + (" written" if caa_change == "changed" else "") if caa
+                else f"; no CAA record (tls.caa_issuer not set for {settings.tls.acme_server})")
+    return StepResult("https.dns", outcome(change == "changed" or caa_change == "changed"),
                       f"{settings.domain} A {address} ({'record written, ' if change == 'changed' else ''}"
-                      f"answered by {len(servers)} authoritative server(s){waited})" + (f"; {note}" if note else ""),
-                      {"domain": settings.domain, "address": address, "nameservers": [str(s) for s in servers],
+                      f"answered by {len(servers)} authoritative server(s){waited}){caa_note}"
+                      + (f"; {note}" if note else ""),
+                      {"domain": settings.domain, "address": address, "caa": caa,
+                       "nameservers": [str(s) for s in servers],
                        "propagation_wait_s": propagation.waited_s, "propagation_polls": propagation.polls,
                        "ovh_retries": [r.as_dict() for r in retried]})
 
@@ -142,3 +157,13 @@ def certificate(environment: str, project: str = "technicia") -> StepResult:
     return StepResult("https.certificate", outcome(changed), summary,
                       {"not_after": facts.not_after.isoformat() if facts.not_after else None, "sans": list(facts.sans),
                        "acme_server": facts.acme_server, "reasons": reasons})
+
+
+def reads(env: runtime.EnvironmentContext) -> list:
+    """The fact commands this phase's steps read (the deploy flow fetches them ahead, in one round trip): the
+    same builders, with the same arguments, as the steps' own reads above."""
+    from technicia_deploy.commands import certbot
+    from technicia_deploy.commands.batch import Read
+
+    return [Read(nginx.fact_command(site(env)), sudo=True),
+            Read(certbot.fact_command(env.settings.domain), sudo=True)]

@@ -123,6 +123,17 @@ def reconnections() -> int:
     return sum(conn.reconnects - first for conn, first in handed)
 
 
+def ssh_stats() -> dict[str, int]:
+    """What this flow run's SSH connections did so far: hosts, commands sent, facts fetched ahead, reads answered
+    without a round trip, reconnections (the run's summary; on a run that changes nothing, a handful of commands)."""
+    with _lock:
+        handed = [conn for conn, _ in _connections.get(_flow_run_key(), {}).values()]
+    return {"connections": len(handed), "commands": sum(c.commands_run for c in handed),
+            "facts_fetched_ahead": sum(c.prefetched for c in handed),
+            "reads_without_round_trip": sum(c.reads_reused for c in handed),
+            "reconnections": sum(c.reconnects for c in handed)}
+
+
 def release() -> None:
     """Close this flow run's connections and forget its cached blocks."""
     key = _flow_run_key()

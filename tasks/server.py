@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from typing import Callable
 
 from technicia_deploy.commands import docker as docker_cmds
 from technicia_deploy.commands import firewall as firewall_cmds
 from technicia_deploy.commands import hardening, system
-from technicia_deploy.connection import ConnectionFailed, HostKeyMismatch, load_private_key
+from technicia_deploy.connection import ConnectionFailed, HostConnection, HostKeyMismatch, load_private_key
 
 from tasks import runtime
 from tasks.step import StepResult, outcome, tracked_step
@@ -54,6 +56,43 @@ def _connect_for_hardening(env: runtime.EnvironmentContext):
             raise first from None
 
 
+def fresh_login(env: runtime.EnvironmentContext) -> HostConnection:
+    """A new SSH connection as the deploy user, outside the flow run's pool (so the old one stays open)."""
+    return HostConnection(env.address(), env.ssh.port, env.deploy_user, env.ssh.host_key,
+                          env.ssh.private_key.get_secret_value()).open()
+
+
+def harden(conn: HostConnection, env: runtime.EnvironmentContext, wanted: hardening.HardeningWanted,
+           login: Callable[[], HostConnection]) -> list[str]:
+    """Converge the hardening over ``conn``; when sshd's drop-in changed, prove that ``login`` (a fresh connection)
+    still gets in, and read the facts again through it: the change stays only if they need nothing more.
+
+    ``conn`` is never closed here: if the fresh login fails, the previous drop-in is put back over it and sshd
+    reloaded, so the pipeline keeps the access it had."""
+    user = wanted.user
+    parse = lambda out: hardening.parse_facts(user, out)  # noqa: E731
+    _, commands = runtime.converge(conn, hardening.fact_command(user), parse,
+                                   lambda facts: hardening.operations(facts, wanted))
+    if not hardening.changes_sshd(commands):
+        return commands
+    try:
+        fresh = login()
+    except ConnectionFailed as exc:
+        conn.run(hardening.ROLLBACK_DROPIN, sudo=True)
+        raise hardening.HardeningError(
+            f"{env.name}: after the new sshd settings, a fresh SSH login as {user} failed ({exc}); the previous "
+            f"{hardening.SSHD_DROPIN} was restored and sshd reloaded over the still-open connection") from None
+    try:
+        conn.run(hardening.COMMIT_DROPIN, sudo=True)
+        again = hardening.operations(parse(fresh.run(hardening.fact_command(user), sudo=True).stdout), wanted)
+    finally:
+        fresh.close()
+    if again:
+        raise hardening.HardeningError(f"{env.name}: hardening still needs {len(again)} command(s) right after "
+                                       "applying them: another configuration undoes them")
+    return commands
+
+
 def publish_server_facts(environment: str, env: runtime.EnvironmentContext, ovh_view, server_view) -> None:
     """The 'Configuration du serveur' table: what OVH says beside what the server says (raw values)."""
     from prefect.artifacts import create_table_artifact
@@ -96,14 +135,20 @@ def os_installation(environment: str, rebuild: bool = False, project: str = "tec
         notes.append(retry_note(retried))
 
     conn, via_admin = _connect_for_hardening(env)
-    wanted = hardening.HardeningWanted(public_key=deploy_public_key(env), user=env.deploy_user)
-    _, commands = runtime.converge(conn, hardening.fact_command(env.deploy_user),
-                                   lambda out: hardening.parse_facts(env.deploy_user, out),
-                                   lambda facts: hardening.operations(facts, wanted))
+    pinned = env.ssh.host_key.split()[0]
+    as_root = via_admin and env.ssh.admin_user == "root"
+    # The pipeline never logs in as root once the deploy user exists; a VPS delivered with root only keeps root
+    # logins by key until then (this very run), and loses them below, over the deploy user's connection.
+    wanted = hardening.HardeningWanted(public_key=deploy_public_key(env), user=env.deploy_user,
+                                       permit_root_login="prohibit-password" if as_root else "no",
+                                       pinned_host_key_type=pinned)
+    commands = harden(conn, env, wanted, lambda: fresh_login(env))
     if via_admin:
         # From here on every task uses the deploy user.
         conn = runtime.connect(env)
-    observed = system.parse_facts(conn.run(system.fact_command()).stdout)
+    if as_root:
+        commands += harden(conn, env, dataclasses.replace(wanted, permit_root_login="no"), lambda: fresh_login(env))
+    observed = system.parse_facts(conn.read(system.fact_command()).stdout)
     publish_server_facts(environment, env, details, observed)
     changed = changed or bool(commands)
     if commands:
@@ -168,3 +213,13 @@ def docker_installation(environment: str, project: str = "technicia") -> StepRes
                       f"Docker {facts.docker_version}, {compose} {facts.compose_v2_version or facts.compose_v1_version}"
                       + (f"; {len(commands)} change(s)" if commands else ""),
                       {"docker": facts.docker_version, "compose": compose, "commands": len(commands)})
+
+
+def reads(env: runtime.EnvironmentContext) -> list:
+    """The fact commands this phase's steps read over the deploy user's connection (the deploy flow fetches them
+    ahead, in one round trip): the same builders, with the same arguments, as the steps' own reads above."""
+    from technicia_deploy.commands.batch import Read
+
+    user = env.deploy_user
+    return [Read(hardening.fact_command(user), sudo=True), Read(system.fact_command()),
+            Read(firewall_cmds.fact_command(), sudo=True), Read(docker_cmds.fact_command(user), sudo=True)]

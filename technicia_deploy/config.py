@@ -32,6 +32,9 @@ _EMAIL = re.compile(
 )
 
 
+_ISSUER_DOMAIN = re.compile(r"(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]")
+
+
 def is_email(value: str) -> bool:
     return bool(_EMAIL.fullmatch(value))
 
@@ -255,12 +258,95 @@ class Tls(_Model):
                                   "not publicly trusted (the sandbox's pebble): the post-deployment checks and the "
                                   "monitoring verify the served chain against it; a PEM file path, stored as PEM like ca_bundle")
 
+    caa_issuer: str | None = Field(default=None, description="the CA's domain in the CAA record written at the "
+                                   "environment's domain (only that CA may issue for it); default: 'letsencrypt.org' "
+                                   "when acme_server is Let's Encrypt's; otherwise no CAA record unless set")
+    ocsp_stapling: Literal["auto", "off"] = Field(default="auto", description="'auto': nginx staples the CA's OCSP "
+                                                  "answer when the certificate names an OCSP responder (many ACME CAs, "
+                                                  "pebble and Let's Encrypt since 2025 among them, name none); 'off': never")
+
+    @field_validator("caa_issuer")
+    @classmethod
+    def _caa_issuer_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _ISSUER_DOMAIN.fullmatch(value):
+            raise ValueError(f"{value!r} is not a CA's domain name (e.g. letsencrypt.org)")
+        return value
+
+    def caa_issuer_domain(self) -> str | None:
+        """The CAA 'issue' value for this ACME server: declared, or known for Let's Encrypt, else None."""
+        if self.caa_issuer:
+            return self.caa_issuer
+        host = (urlsplit(self.acme_server).hostname or "").lower()
+        return "letsencrypt.org" if host.endswith(".api.letsencrypt.org") else None
+
     @field_validator("email")
     @classmethod
     def _email_shape(cls, value: str) -> str:
         if not is_email(value):
             raise ValueError(f"{value!r} is not a valid e-mail address (the ACME account's contact, "
                              "e.g. ops@exemple.fr)")
+        return value
+
+
+# The front end and its API share one origin (nginx proxies /api/ to the API): 'self' covers both. Inline styles are
+# allowed because front-end frameworks set style attributes; inline scripts are not.
+DEFAULT_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'self'; upgrade-insecure-requests"
+)
+# The application uses none of these browser features; uploads go through forms, not the camera.
+DEFAULT_PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()"
+)
+_CSP_DIRECTIVE = re.compile(r"[a-z][a-z0-9-]*(?: +[^ ;,]+)*")
+_PERMISSIONS_ENTRY = re.compile(r'[a-z][a-z0-9-]*=(?:\*|self|\((?:(?:self|\*|"[^"]+")(?: (?:self|\*|"[^"]+"))*)?\))')
+
+
+def header_value_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an HTTP header value in nginx's configuration (None if it can).
+
+    '$' would be read by nginx as a variable; control characters end the header or the directive."""
+    if not value.strip():
+        return "must not be empty"
+    if any(ord(c) < 0x20 or ord(c) > 0x7E for c in value):
+        return "must be printable ASCII on one line"
+    if "$" in value or "\\" in value:
+        return "must not contain '$' or '\\' (nginx would read them as a variable or an escape)"
+    return None
+
+
+class HttpPolicy(_Model):
+    """Response headers nginx adds to every HTTPS answer (front end and API)."""
+
+    content_security_policy: str = Field(default=DEFAULT_CONTENT_SECURITY_POLICY, description="the "
+                                         "Content-Security-Policy header: directives separated by ';'")
+    permissions_policy: str = Field(default=DEFAULT_PERMISSIONS_POLICY, description="the Permissions-Policy header: "
+                                    "'feature=(allowlist)' entries separated by ','; '()' disables a feature")
+
+    @field_validator("content_security_policy")
+    @classmethod
+    def _csp_shape(cls, value: str) -> str:
+        problem = header_value_problem(value)
+        if problem:
+            raise ValueError(problem)
+        directives = [d.strip() for d in value.split(";") if d.strip()]
+        bad = [d for d in directives if not _CSP_DIRECTIVE.fullmatch(d)]
+        if bad or not directives:
+            raise ValueError(f"{bad[0] if bad else value!r} is not a CSP directive ('name source ...', e.g. "
+                             "\"default-src 'self'\")")
+        return value
+
+    @field_validator("permissions_policy")
+    @classmethod
+    def _permissions_shape(cls, value: str) -> str:
+        problem = header_value_problem(value)
+        if problem:
+            raise ValueError(problem)
+        bad = [e.strip() for e in value.split(",") if not _PERMISSIONS_ENTRY.fullmatch(e.strip())]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a Permissions-Policy entry ('feature=()', 'feature=(self)', "
+                             "'feature=*')")
         return value
 
 
@@ -291,6 +377,7 @@ class Environment(_Model):
     dns: Dns
     firewall: Firewall
     tls: Tls
+    http: HttpPolicy = HttpPolicy()
     docker: Docker = Docker()
     health: list[HealthCheck] = Field(default_factory=list)
     performance: Performance = Performance()

@@ -547,6 +547,11 @@ class OvhApi:
 
     # --- DNS
 
+    @staticmethod
+    def caa_target(issuer: str) -> str:
+        """A CAA record's target as OVH stores it (and DNS presents it): 'FLAGS TAG "VALUE"', RFC 8659."""
+        return f'0 issue "{issuer}"'
+
     def records(self, zone: str, subdomain: str, field_type: str) -> list[dict[str, Any]]:
         """The zone's ``field_type`` records for ``subdomain`` (read only)."""
         ids = self.request(RECORDS, {"zoneName": zone}, fieldType=field_type, subDomain=subdomain)

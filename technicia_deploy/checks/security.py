@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import re
 import socket
 import ssl
@@ -69,9 +70,14 @@ class PortState:
 
 # --- ports -----------------------------------------------------------------------------------------
 
-def expected_ports(firewall: Firewall, extra_internal: dict[int, str] | None = None) -> dict[int, tuple[str, str]]:
-    """port -> (expected, service) for every TCP port to scan."""
+def expected_ports(firewall: Firewall, extra_internal: dict[int, str] | None = None,
+                   exposed: Iterable["Exposed"] = ()) -> dict[int, tuple[str, str]]:
+    """port -> (expected, service) for every TCP port to scan: the common ones, the declared ones, and every port
+    the server itself says it exposes (so a new compose service published on 0.0.0.0 is scanned too)."""
     wanted: dict[int, tuple[str, str]] = {port: ("closed", name) for port, name in COMMON_PORTS.items()}
+    for item in exposed:
+        if item.public:
+            wanted[item.port] = ("closed", item.source)
     for port, name in (extra_internal or {}).items():
         wanted[port] = ("internal", name)
     for rule in firewall.internal:
@@ -125,6 +131,97 @@ def judge_ports(wanted: dict[int, tuple[str, str]], observed: dict[int, str]) ->
         elif seen != "open" and expected == "public":
             findings.append(Finding(MEDIUM, "ports", subject, f"declared public port {port} ({service}) does not answer ({seen})"))
     return states, findings
+
+
+# --- what the server exposes, read over SSH ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Exposed:
+    """A TCP port the server offers: published by a container (Docker bypasses ufw) or a listening socket."""
+
+    port: int
+    address: str  # the address it is bound to ('0.0.0.0', '::', '127.0.0.1', ...)
+    source: str  # "container NAME" | "NAME (process)"
+    docker: bool
+
+    @property
+    def public(self) -> bool:
+        """Bound to every interface or to a non-loopback address: reachable unless a firewall drops it."""
+        if self.address in ("", "*", "0.0.0.0", "::"):
+            return True
+        try:
+            return not ipaddress.ip_address(self.address).is_loopback
+        except ValueError:
+            return True
+
+
+def exposure_command() -> str:
+    """Docker's published ports and the listening TCP sockets (run with sudo: ss names processes only for root)."""
+    return fact_script([
+        ("docker", "docker ps --format '{{.Names}}\t{{.Ports}}'"),
+        ("sockets", "ss -Htlnp"),
+    ])
+
+
+def _host_port(text: str) -> tuple[str, int] | None:
+    host, _, port = text.rpartition(":")
+    if not port.isdigit():
+        return None
+    return host.strip("[]").split("%")[0], int(port)
+
+
+def parse_exposure(output: str) -> list[Exposed]:
+    sections = parse_sections(output, ["docker", "sockets"])
+    found: list[Exposed] = []
+    published: set[int] = set()
+    for line in sections["docker"].lines if sections["docker"].ok else []:
+        name, _, ports = line.partition("\t")
+        for entry in ports.split(","):
+            # '0.0.0.0:9000->80/tcp', ':::9000->80/tcp', '0.0.0.0:9000-9001->9000-9001/tcp'; '80/tcp' is not published.
+            left, arrow, right = entry.strip().partition("->")
+            if not arrow or not right.endswith("/tcp"):
+                continue
+            host, _, span = left.rpartition(":")
+            first, _, last = span.partition("-")
+            if not first.isdigit() or (last and not last.isdigit()):
+                continue
+            for port in range(int(first), int(last or first) + 1):
+                published.add(port)
+                found.append(Exposed(port, host.strip("[]"), f"container {name.strip()}", True))
+    for line in sections["sockets"].lines if sections["sockets"].ok else []:
+        fields = line.split()
+        if len(fields) < 5 or fields[0] != "LISTEN":
+            continue
+        local = _host_port(fields[3])
+        if local is None or local[1] in published:  # docker-proxy's own socket: the container says more
+            continue
+        process = re.search(r'users:\(\("([^"]+)"', line)
+        found.append(Exposed(local[1], local[0], f"{process.group(1)} (process)" if process else "listening socket", False))
+    return found
+
+
+def judge_exposure(exposed: Iterable[Exposed], wanted: dict[int, tuple[str, str]],
+                   observed: dict[int, str]) -> list[Finding]:
+    """What the server exposes on every interface but environments.yaml does not declare.
+
+    A port that answers from outside is already a high finding of :func:`judge_ports`; one that does not answer
+    is still high when a container publishes it (only the DOCKER-USER rule keeps it in: Docker bypasses ufw), and low
+    for a plain listening socket (ufw's deny keeps it in)."""
+    findings, seen = [], set()
+    for item in exposed:
+        expected = wanted.get(item.port, ("closed", ""))[0]
+        if not item.public or item.port in seen or expected in ("public", "internal") or observed.get(item.port) == "open":
+            continue
+        seen.add(item.port)
+        subject = f"{item.port}/tcp ({item.source})"
+        if item.docker:
+            findings.append(Finding(HIGH, "ports", subject, f"port {item.port} is published on {item.address or '*'} by "
+                                    f"{item.source} and declared nowhere in environments.yaml; only the firewall's "
+                                    "DOCKER-USER rule keeps it from the internet: publish it on 127.0.0.1 or declare it"))
+        else:
+            findings.append(Finding(LOW, "ports", subject, f"port {item.port} ({item.source}) listens on "
+                                    f"{item.address or '*'}, undeclared; ufw keeps it from the internet"))
+    return findings
 
 
 # --- TLS --------------------------------------------------------------------------------------------
@@ -222,6 +319,92 @@ def judge_tls(domain: str, facts: TlsFacts, min_days_left: int) -> list[Finding]
     return findings
 
 
+# --- TLS against Mozilla's "intermediate" profile (sslyze) ----------------------------------------------------
+
+# sslyze's issue keys (mozilla_tls_profile.tls_config_checker) -> severity. A TLS 1.2 suite outside the profile is
+# judged suite by suite below (CBC = high); anything not listed here is medium.
+PROFILE_SEVERITY = {
+    "tls_versions": HIGH, "certificate_path_validation": HIGH,
+    "tls_vulnerability_heartbleed": HIGH, "tls_vulnerability_ccs_injection": HIGH, "tls_vulnerability_robot": HIGH,
+    "tls_vulnerability_compression": HIGH, "tls_vulnerability_renegotiation": HIGH,
+    "tls_vulnerability_fallback_scsv": MEDIUM, "ciphersuites": MEDIUM, "ecdh_param_size": MEDIUM, "dh_param_size": MEDIUM,
+    "tls_vulnerability_extended_master_secret": LOW, "tls_curves": LOW,
+    # Mozilla wants at most 366 days; a CA's policy, not the server's (pebble issues for 5 years).
+    "maximum_certificate_lifespan": LOW,
+}
+
+
+@dataclass(frozen=True)
+class TlsProfileScan:
+    """What sslyze found: Mozilla's issues by key, and the TLS 1.2 suites the server accepted (IANA names)."""
+
+    issues: dict[str, str]
+    tls12_suites: tuple[str, ...]
+    allowed_tls12_suites: frozenset[str]
+    error: str | None = None  # the scan could not complete
+
+
+def scan_tls_profile(target: Target, timeout: float = 10.0) -> TlsProfileScan:
+    """sslyze's scan of ``target`` (SNI = the domain, at the resolved address), checked against Mozilla intermediate."""
+    import tempfile
+    from pathlib import Path
+
+    from sslyze import (CertificateInfoExtraArgument, ScanCommandsExtraArguments, Scanner, ServerNetworkConfiguration,
+                        ServerNetworkLocation, ServerScanRequest, ServerScanStatusEnum)
+    from sslyze.mozilla_tls_profile.tls_config_checker import (SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER,
+                                                               MozillaTlsConfiguration, ServerNotCompliantWithTlsConfiguration,
+                                                               ServerScanResultIncomplete, TlsConfigurationEnum,
+                                                               check_server_against_tls_configuration)
+
+    profile = MozillaTlsConfiguration.get(TlsConfigurationEnum.MOZILLA_INTERMEDIATE)
+    allowed = frozenset(profile.ciphers.iana)
+    with tempfile.TemporaryDirectory(prefix="technicia-sslyze-") as scratch:
+        extra = ScanCommandsExtraArguments()
+        if target.extra_ca_pem:  # the environment's own issuer (the sandbox's pebble) is the trust anchor
+            ca_file = Path(scratch) / "issuer.pem"
+            ca_file.write_text(target.extra_ca_pem)
+            extra = ScanCommandsExtraArguments(certificate_info=CertificateInfoExtraArgument(custom_ca_file=ca_file))
+        request = ServerScanRequest(
+            server_location=ServerNetworkLocation(hostname=target.domain, port=target.https_port, ip_address=target.address),
+            network_configuration=ServerNetworkConfiguration(tls_server_name_indication=target.domain,
+                                                             network_timeout=int(timeout), network_max_retries=1),
+            scan_commands=set(SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER), scan_commands_extra_arguments=extra)
+        scanner = Scanner()
+        scanner.queue_scans([request])
+        [result] = list(scanner.get_results())
+    if result.scan_status != ServerScanStatusEnum.COMPLETED:
+        trace = result.connectivity_error_trace
+        return TlsProfileScan({}, (), allowed, error=str(trace).strip().splitlines()[-1] if trace else result.scan_status.name)
+    tls12 = result.scan_result.tls_1_2_cipher_suites.result
+    suites = tuple(sorted(s.cipher_suite.name for s in tls12.accepted_cipher_suites)) if tls12 else ()
+    try:
+        check_server_against_tls_configuration(result, profile)
+    except ServerNotCompliantWithTlsConfiguration as exc:
+        return TlsProfileScan(dict(exc.issues), suites, allowed)
+    except ServerScanResultIncomplete as exc:
+        return TlsProfileScan({}, suites, allowed, error=str(exc))
+    return TlsProfileScan({}, suites, allowed)
+
+
+def judge_tls_profile(domain: str, scan: TlsProfileScan) -> list[Finding]:
+    """Each departure from Mozilla intermediate, with its severity: a CBC (or other non-AEAD) suite is high."""
+    if scan.error:
+        return [Finding(MEDIUM, "tls-profile", domain, f"the TLS profile scan did not complete ({scan.error})")]
+    findings = []
+    for suite in scan.tls12_suites:
+        if suite in scan.allowed_tls12_suites:
+            continue
+        weak = "_CBC_" in suite or not any(aead in suite for aead in ("_GCM_", "_CHACHA20_POLY1305"))
+        findings.append(Finding(HIGH if weak else MEDIUM, "tls-profile", suite,
+                                f"TLS 1.2 suite {suite} is offered: " + ("CBC/non-AEAD, " if weak else "")
+                                + "not in Mozilla's intermediate profile"))
+    for key, message in sorted(scan.issues.items()):
+        if key == "ciphers":
+            continue  # judged suite by suite above
+        findings.append(Finding(PROFILE_SEVERITY.get(key, MEDIUM), "tls-profile", key, f"Mozilla intermediate: {message}"))
+    return findings
+
+
 # --- HTTP: redirect and headers ------------------------------------------------------------------------
 
 def check_redirect(target: Target, timeout: float = 5.0) -> list[Finding]:
@@ -252,9 +435,52 @@ def check_headers(target: Target, timeout: float = 5.0) -> list[Finding]:
         findings.append(Finding(LOW, "headers", "X-Frame-Options", "neither X-Frame-Options nor CSP frame-ancestors: clickjacking"))
     if not resp.header("referrer-policy"):
         findings.append(Finding(LOW, "headers", "Referrer-Policy", "missing"))
+    if not resp.header("content-security-policy"):
+        findings.append(Finding(MEDIUM, "headers", "Content-Security-Policy", "missing: injected scripts run unrestricted"))
+    if not resp.header("permissions-policy"):
+        findings.append(Finding(LOW, "headers", "Permissions-Policy", "missing: browser features are not restricted"))
     server = resp.header("server") or ""
     if re.search(r"/\d", server):
         findings.append(Finding(LOW, "headers", "Server", f"discloses the software version ({server}); set server_tokens off"))
+    return findings
+
+
+def check_catch_all(target: Target, timeout: float = 5.0) -> list[Finding]:
+    """Requests for the bare IP or another Host get nothing (nginx's catch-all answers 444: it closes the
+    connection), and a TLS handshake for another name is refused (no certificate shown)."""
+    import http.client
+
+    findings = []
+    for host in (target.address, "unknown-host.invalid"):
+        conn = http.client.HTTPConnection(target.address, target.http_port, timeout=timeout)
+        try:
+            conn.request("GET", "/", headers={"Host": host, "User-Agent": "technicia-deploy-checks"})
+            status = conn.getresponse().status
+        except (http.client.RemoteDisconnected, ConnectionResetError):
+            continue
+        except OSError:
+            continue  # plain HTTP does not answer at all: check_redirect's finding
+        finally:
+            conn.close()
+        findings.append(Finding(MEDIUM, "catch-all", f"Host: {host}",
+                                f"plain HTTP for Host {host} answers {status}: no catch-all default_server "
+                                "(the bare IP or any name pointed at the server gets the site)"))
+    for sni in (None, "unknown-host.invalid"):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        try:
+            sock = socket.create_connection((target.address, target.https_port), timeout)
+        except OSError:
+            continue
+        try:
+            context.wrap_socket(sock, server_hostname=sni).close()
+        except (ssl.SSLError, OSError):
+            continue
+        finally:
+            sock.close()
+        findings.append(Finding(MEDIUM, "catch-all", f"SNI {sni or '(none)'}",
+                                f"a TLS handshake {'without SNI' if sni is None else f'for {sni}'} succeeds: the "
+                                "certificate is shown to scanners of the bare IP (ssl_reject_handshake on)"))
     return findings
 
 
@@ -294,6 +520,56 @@ def judge_ssh(address: str, methods: list[str] | None, port: int = 22) -> list[F
     return []
 
 
+# --- SSH algorithms (ssh-audit) --------------------------------------------------------------------------
+
+SSH_AUDIT_KINDS = {"kex": "key exchange", "key": "host key", "enc": "cipher", "mac": "MAC"}
+# paramiko, the pipeline's client, has no post-quantum key exchange: curve25519 must stay, and ssh-audit warns that
+# it is not post-quantum. A lesser concern than its other warnings (CBC, encrypt-and-MAC, small keys).
+NOT_POST_QUANTUM = "does not provide protection against post-quantum attacks"
+
+
+def ssh_audit(address: str, port: int = 22, timeout: float = 5.0) -> dict | None:
+    """ssh-audit's JSON report on the server's SSH algorithms (None if SSH did not answer).
+
+    Run as ``python -m ssh_audit -j``: its documented machine-readable output (its Python API prints as it goes)."""
+    import json
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, "-m", "ssh_audit", "-j", "-t", str(max(int(timeout), 1)), "-p", str(port),
+                               address], capture_output=True, text=True, timeout=timeout * 6 + 10)
+    except subprocess.TimeoutExpired:
+        return None
+    try:
+        report = json.loads(done.stdout)
+    except ValueError:
+        return None  # no JSON: it could not connect (exit status 1)
+    return report if isinstance(report, dict) else None
+
+
+def judge_ssh_algorithms(address: str, report: dict | None, port: int = 22) -> list[Finding]:
+    """ssh-audit's verdicts: a failed algorithm is high, a warning medium (low for 'not post-quantum'), a CVE that
+    ssh-audit infers from the version banner low (distributions backport fixes without changing the version)."""
+    subject = f"ssh {address}:{port}"
+    if report is None:
+        return [Finding(INFO, "ssh-algorithms", subject, "ssh-audit could not audit SSH (no answer)")]
+    findings = []
+    for kind, what in SSH_AUDIT_KINDS.items():
+        for entry in report.get(kind) or []:
+            name, notes = entry.get("algorithm", "?"), entry.get("notes") or {}
+            for note in notes.get("fail") or []:
+                findings.append(Finding(HIGH, "ssh-algorithms", f"{kind} {name}", f"SSH {what} {name} fails ssh-audit: {note}"))
+            for note in notes.get("warn") or []:
+                findings.append(Finding(LOW if note == NOT_POST_QUANTUM else MEDIUM, "ssh-algorithms", f"{kind} {name}",
+                                        f"SSH {what} {name}: ssh-audit warns: {note}"))
+    for cve in report.get("cves") or []:
+        findings.append(Finding(LOW, "ssh-algorithms", cve.get("name", "CVE"),
+                                f"ssh-audit lists {cve.get('name')} for this version banner ({cve.get('description', '')}); "
+                                "check the distribution's patch level"))
+    return findings
+
+
 # --- .env on the server ----------------------------------------------------------------------------------
 
 def env_file_command(path: str) -> str:
@@ -319,11 +595,18 @@ def failed(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.severity == HIGH]
 
 
-def summary(findings: list[Finding]) -> str:
+def summary(findings: list[Finding], named: int = 6) -> str:
+    """Counts by severity, every high finding's message, then what the medium and low ones are about."""
     counts = {s: sum(1 for f in findings if f.severity == s) for s in SEVERITIES}
     head = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no findings"
     high = failed(findings)
-    return head + (": " + "; ".join(f.message for f in high) if high else "")
+    text = head + (": " + "; ".join(f.message for f in high) if high else "")
+    for severity in (MEDIUM, LOW):
+        subjects = list(dict.fromkeys(f.subject for f in findings if f.severity == severity))
+        if subjects:
+            more = f" (+{len(subjects) - named})" if len(subjects) > named else ""
+            text += f"; {severity}: {', '.join(subjects[:named])}{more}"
+    return text
 
 
 def table_rows(states: list[PortState], findings: list[Finding]) -> list[dict]:

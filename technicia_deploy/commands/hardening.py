@@ -4,6 +4,18 @@ Facts (one round trip): the user's passwd entry and groups, the sudoers.d
 file, ~/.ssh and authorized_keys (mode, owner, keys), the sshd drop-in, the
 *effective* sshd settings (``sshd -T``) and ``passwd -S root``.
 
+The sshd drop-in is a modern profile that ssh-audit passes: key-only logins,
+no root login, no X11/TCP/agent forwarding (the pipeline uses none), and only
+curve25519/sntrup761 key exchange, AEAD or CTR ciphers, encrypt-then-MAC MACs
+and ed25519/rsa-sha2 host keys, each of which paramiko (the pipeline's SSH
+client) speaks. Changing it can never lock the pipeline out: the previous
+drop-in is saved first (:data:`BACKUP_DROPIN`), the new one must pass
+``sshd -t`` in place before the reload (existing connections survive a
+reload), and the caller then opens a *fresh* connection while the old one is
+still open: it keeps the change (:data:`COMMIT_DROPIN`) only if that login
+works, and otherwise restores the previous file over the old connection
+(:data:`ROLLBACK_DROPIN`).
+
 Why ``sshd -T`` too: sshd keeps the first value it reads, and Ubuntu cloud
 images ship /etc/ssh/sshd_config.d/50-cloud-init.conf with
 ``PasswordAuthentication yes``. Our drop-in is therefore named 10-... so it is
@@ -24,8 +36,30 @@ SUDOERS_PATH = "/etc/sudoers.d/90-technicia-deploy"  # no dot in the name: sudo 
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-technicia.conf"  # sorts before 50-cloud-init.conf
 SSH_SERVICE = "ssh"  # the unit's name on both Debian 12 and Ubuntu 22.04
 
+SSHD_DROPIN_SAVED = "/etc/ssh/technicia-sshd-dropin.previous"  # outside sshd_config.d: never read by sshd
+SSHD_DROPIN_WAS_ABSENT = SSHD_DROPIN_SAVED + ".absent"
+
 SECTIONS = ("user", "groups", "sudoers", "ssh_dir", "authorized_keys", "sshd_dropin", "sshd_effective", "root_password")
-EFFECTIVE_KEYS = ("passwordauthentication", "permitrootlogin", "kbdinteractiveauthentication")
+EFFECTIVE_KEYS = ("passwordauthentication", "permitrootlogin", "kbdinteractiveauthentication", "x11forwarding",
+                  "allowtcpforwarding", "allowagentforwarding", "kexalgorithms", "ciphers", "macs", "hostkeyalgorithms")
+
+# ssh-audit's "failed" and "warn" lists, avoided: no NIST curves or SHA-1, no CBC, no MAC-then-encrypt. paramiko
+# speaks curve25519-sha256@libssh.org, aes*-gcm/aes*-ctr with the *-etm MACs, and ssh-ed25519/rsa-sha2-*.
+KEX_ALGORITHMS = ("sntrup761x25519-sha512@openssh.com", "curve25519-sha256", "curve25519-sha256@libssh.org")
+CIPHERS = ("chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com", "aes128-gcm@openssh.com",
+           "aes256-ctr", "aes192-ctr", "aes128-ctr")
+MACS = ("hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com", "umac-128-etm@openssh.com")
+HOST_KEY_ALGORITHMS = ("ssh-ed25519", "ssh-ed25519-cert-v01@openssh.com", "rsa-sha2-512", "rsa-sha2-256",
+                       "rsa-sha2-512-cert-v01@openssh.com", "rsa-sha2-256-cert-v01@openssh.com")
+
+# Around a drop-in change: save the current file (or that there was none), then keep or restore it.
+BACKUP_DROPIN = (f"rm -f {SSHD_DROPIN_SAVED} {SSHD_DROPIN_WAS_ABSENT} && "
+                 f"if [ -f {SSHD_DROPIN} ]; then cp -p {SSHD_DROPIN} {SSHD_DROPIN_SAVED}; "
+                 f"else touch {SSHD_DROPIN_WAS_ABSENT}; fi")
+COMMIT_DROPIN = f"rm -f {SSHD_DROPIN_SAVED} {SSHD_DROPIN_WAS_ABSENT}"
+ROLLBACK_DROPIN = (f"if [ -f {SSHD_DROPIN_SAVED} ]; then mv -f {SSHD_DROPIN_SAVED} {SSHD_DROPIN}; "
+                   f"elif [ -f {SSHD_DROPIN_WAS_ABSENT} ]; then rm -f {SSHD_DROPIN}; fi && "
+                   f"rm -f {SSHD_DROPIN_WAS_ABSENT} && sshd -t && systemctl reload {SSH_SERVICE}")
 
 
 class HardeningError(RuntimeError):
@@ -45,8 +79,10 @@ def key_identity(line: str) -> tuple[str, str] | None:
 class HardeningWanted:
     public_key: str  # the deploy key, 'ssh-ed25519 AAAA... comment'
     user: str = "deploy"
-    permit_root_login: Literal["prohibit-password", "no"] = "prohibit-password"
+    # "prohibit-password" only while the pipeline itself still logs in as root (admin_user root, no deploy user yet).
+    permit_root_login: Literal["prohibit-password", "no"] = "no"
     lock_root_password: bool = True
+    pinned_host_key_type: str = "ssh-ed25519"  # ssh.host_key's type: sshd must keep offering it
 
     def __post_init__(self) -> None:
         check_unix_name(self.user)
@@ -56,6 +92,14 @@ class HardeningWanted:
     @property
     def key_line(self) -> str:
         return " ".join(self.public_key.split())
+
+    @property
+    def host_key_algorithms(self) -> tuple[str, ...]:
+        """The modern list, plus the pinned key's type if it is not in it (an ECDSA key pinned in environments.yaml:
+        dropping it would refuse every connection; ssh-audit then warns about it, which is the right signal)."""
+        if self.pinned_host_key_type in HOST_KEY_ALGORITHMS:
+            return HOST_KEY_ALGORITHMS
+        return HOST_KEY_ALGORITHMS + (self.pinned_host_key_type,)
 
 
 @dataclass(frozen=True)
@@ -141,20 +185,35 @@ def sudoers_file(user: str) -> WantedFile:
     return WantedFile(SUDOERS_PATH, f"# Managed by technicia-deploy.\n{user} ALL=(ALL:ALL) NOPASSWD: ALL\n", 0o440)
 
 
-def sshd_dropin_file(permit_root_login: str) -> WantedFile:
+def sshd_dropin_file(permit_root_login: str, host_key_algorithms: tuple[str, ...] = HOST_KEY_ALGORITHMS) -> WantedFile:
     return WantedFile(
         SSHD_DROPIN,
-        "# Managed by technicia-deploy: key-only logins.\n"
+        "# Managed by technicia-deploy: key-only logins, no forwarding, modern algorithms only.\n"
         "PasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\n"
-        f"PermitRootLogin {permit_root_login}\n",
+        f"PermitRootLogin {permit_root_login}\n"
+        "X11Forwarding no\n"
+        "AllowTcpForwarding no\n"
+        "AllowAgentForwarding no\n"
+        f"KexAlgorithms {','.join(KEX_ALGORITHMS)}\n"
+        f"Ciphers {','.join(CIPHERS)}\n"
+        f"MACs {','.join(MACS)}\n"
+        f"HostKeyAlgorithms {','.join(host_key_algorithms)}\n",
     )
 
 
-def _effective_wanted(permit_root_login: str) -> dict[str, set[str]]:
+def _effective_wanted(permit_root_login: str, host_key_algorithms: tuple[str, ...] = HOST_KEY_ALGORITHMS) -> dict[str, set[str]]:
     # sshd -T prints prohibit-password under its old name without-password.
     root = {"no"} if permit_root_login == "no" else {"prohibit-password", "without-password"}
-    return {"passwordauthentication": {"no"}, "kbdinteractiveauthentication": {"no"}, "permitrootlogin": root}
+    return {"passwordauthentication": {"no"}, "kbdinteractiveauthentication": {"no"}, "permitrootlogin": root,
+            "x11forwarding": {"no"}, "allowtcpforwarding": {"no"}, "allowagentforwarding": {"no"},
+            "kexalgorithms": {",".join(KEX_ALGORITHMS)}, "ciphers": {",".join(CIPHERS)}, "macs": {",".join(MACS)},
+            "hostkeyalgorithms": {",".join(host_key_algorithms)}}
+
+
+def changes_sshd(commands: list[str]) -> bool:
+    """Whether these operations rewrite the sshd drop-in (the caller must then prove a fresh login works)."""
+    return BACKUP_DROPIN in commands
 
 
 def operations(facts: HardeningFacts, wanted: HardeningWanted) -> list[str]:
@@ -185,24 +244,26 @@ def operations(facts: HardeningFacts, wanted: HardeningWanted) -> list[str]:
     elif (keys.mode, keys.owner) != (0o600, user):
         cmds.append(f"{_home(user)} && {fix_keys}")
 
-    dropin = sshd_dropin_file(wanted.permit_root_login)
+    dropin = sshd_dropin_file(wanted.permit_root_login, wanted.host_key_algorithms)
     dropin_cmds = ensure_file(facts.sshd_dropin, dropin, check_installed="sshd -t", then=f"systemctl reload {SSH_SERVICE}")
-    cmds += dropin_cmds
-    if not dropin_cmds or facts.sshd_dropin.sha256 == dropin.sha256:
-        _require_effective(facts, wanted.permit_root_login)
+    if dropin_cmds and facts.sshd_dropin.sha256 != dropin.sha256:
+        cmds += [BACKUP_DROPIN] + dropin_cmds  # new content: sshd changes, the caller verifies a fresh login
+    else:
+        cmds += dropin_cmds  # at most a chmod: sshd reads the same settings
+        _require_effective(facts, wanted)
 
     if wanted.lock_root_password and facts.root_password not in ("L", "NP"):
         cmds.append("passwd -l root")
     return cmds
 
 
-def _require_effective(facts: HardeningFacts, permit_root_login: str) -> None:
+def _require_effective(facts: HardeningFacts, wanted: HardeningWanted) -> None:
     """The drop-in is in place: the settings sshd actually uses must be ours."""
     if facts.sshd_effective is None:
         raise HardeningError("'sshd -T' failed on the server: the effective sshd settings cannot be verified")
     wrong = [
         f"{key} is {facts.sshd_effective.get(key, 'unset')!r}"
-        for key, allowed in _effective_wanted(permit_root_login).items()
+        for key, allowed in _effective_wanted(wanted.permit_root_login, wanted.host_key_algorithms).items()
         if facts.sshd_effective.get(key) not in allowed
     ]
     if wrong:

@@ -119,3 +119,16 @@ def test_resolved_secrets_cover_every_reference(example_data, write_config, secr
     assert values["ovh.consumer_key"] == "canary-ovh-ck-2c44"
     assert values["environments.test.ssh.private_key"].startswith("canary-ssh-private-key-test")
     assert len(values) == 3 + 3 * 5
+
+
+@pytest.mark.parametrize("acme_server,declared,expected", [
+    ("https://acme-v02.api.letsencrypt.org/directory", None, "letsencrypt.org"),
+    ("https://acme-staging-v02.api.letsencrypt.org/directory", None, "letsencrypt.org"),
+    ("https://10.0.0.1:14000/dir", None, None),  # a private ACME server (the sandbox's pebble): nothing to guess
+    ("https://acme.example-ca.test/dir", "example-ca.test", "example-ca.test"),
+])
+def test_caa_issuer_is_declared_or_known_for_lets_encrypt(acme_server, declared, expected):
+    from technicia_deploy.config import Tls
+
+    tls = Tls(acme_server=acme_server, email="ops@exemple.fr", caa_issuer=declared)
+    assert tls.caa_issuer_domain() == expected

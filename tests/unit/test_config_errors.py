@@ -130,6 +130,20 @@ CONFIG_CASES = [
          env={"TECHNICIA_ALERT_MAIL_URL": "mailto://smtp.exemple.fr:25"}),
     Case("mailto whose user@host is no address", "mailto URL: user@domain is not a valid e-mail address",
          env={"TECHNICIA_ALERT_MAIL_URL": "mailto://ops:secret@localhost"}),
+    Case("csp with an nginx variable", "environments.test.http.content_security_policy: must not contain '$'",
+         mutate=_set("environments.test.http", {"content_security_policy": "default-src $host"})),
+    Case("csp that is no directive list", "environments.staging.http.content_security_policy: \"'self'\" is not a CSP "
+         "directive", mutate=_set("environments.staging.http", {"content_security_policy": "'self'"})),
+    Case("permissions policy on two lines", "environments.production.http.permissions_policy: must be printable ASCII "
+         "on one line", mutate=_set("environments.production.http", {"permissions_policy": "camera=()\nusb=()"})),
+    Case("permissions policy entry without allowlist", "environments.test.http.permissions_policy: 'camera' is not a "
+         "Permissions-Policy entry", mutate=_set("environments.test.http", {"permissions_policy": "camera, usb=()"})),
+    Case("unknown http header key", "environments.test.http.csp: unknown key",
+         mutate=_set("environments.test.http", {"csp": "default-src 'self'"})),
+    Case("caa issuer that is no domain", "environments.staging.tls.caa_issuer: 'Lets Encrypt' is not a CA's domain name",
+         mutate=_set("environments.staging.tls.caa_issuer", "Lets Encrypt")),
+    Case("ocsp stapling forced on", "environments.test.tls.ocsp_stapling: Input should be 'auto' or 'off'",
+         mutate=_set("environments.test.tls.ocsp_stapling", "on")),
     # --- what was already refused, through the command line
     Case("unknown key", "environments.staging.server.ram: unknown key", mutate=_set("environments.staging.server.ram", 8)),
     Case("wrong type", "environments.production.server.vcores: Input should be a valid integer",

@@ -59,7 +59,11 @@ HELPERS = {"check_credentials", "vps_details", "vps_ipv4", "find_image", "rebuil
 
 def test_exercise_covers_every_public_helper():
     """A new helper must be added to exercise_every_helper, or its routes would go unchecked below."""
-    public = {name for name in vars(ovh.OvhApi) if not name.startswith("_") and callable(getattr(ovh.OvhApi, name))}
+    import inspect
+
+    # Static methods have no client to call the API with (caa_target formats a record): nothing to check.
+    public = {name for name in vars(ovh.OvhApi) if not name.startswith("_") and callable(getattr(ovh.OvhApi, name))
+              and not isinstance(inspect.getattr_static(ovh.OvhApi, name), staticmethod)}
     assert public - {"call", "request", "from_block"} == HELPERS
 
 

@@ -14,7 +14,7 @@ import socket
 import threading
 from typing import Any
 
-from dnslib import AAAA, CNAME, MX, NS, QTYPE, RCODE, RR, SOA, TXT, A, DNSRecord
+from dnslib import AAAA, CAA, CNAME, MX, NS, QTYPE, RCODE, RR, SOA, TXT, A, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 from technicia_deploy.sandbox.ovh_emulator.store import Store, publish_due
@@ -61,6 +61,9 @@ class ZoneResolver(BaseResolver):
         elif kind == "MX":
             preference, _, host = target.partition(" ")
             rdata = MX(self._absolute(host), int(preference))
+        elif kind == "CAA":  # '0 issue "letsencrypt.org"', as OVH stores it
+            flags, tag, value = (target.split(" ", 2) + ["", ""])[:3]
+            rdata = CAA(int(flags), tag, value.strip('"'))
         else:  # the pipeline uses none of the other types
             return None
         return RR(name, getattr(QTYPE, kind), ttl=ttl, rdata=rdata)

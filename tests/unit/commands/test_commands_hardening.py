@@ -20,6 +20,45 @@ def file_section(wanted_file=None, mode=None, owner="root"):
     return (f"{(mode or wanted_file.mode):o} {owner} root\n{wanted_file.sha256}\n", 0)
 
 
+# sshd -T prints each setting lower-cased on one line.
+EFFECTIVE_HARDENED = (
+    "passwordauthentication no\npermitrootlogin no\nkbdinteractiveauthentication no\nx11forwarding no\n"
+    "allowtcpforwarding no\nallowagentforwarding no\n"
+    "kexalgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org\n"
+    "ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr\n"
+    "macs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,umac-128-etm@openssh.com\n"
+    "hostkeyalgorithms ssh-ed25519,ssh-ed25519-cert-v01@openssh.com,rsa-sha2-512,rsa-sha2-256,"
+    "rsa-sha2-512-cert-v01@openssh.com,rsa-sha2-256-cert-v01@openssh.com\n"
+)
+# Debian 12's defaults, as ssh-audit finds them on a fresh sandbox VPS.
+EFFECTIVE_DEBIAN = (
+    "passwordauthentication yes\npermitrootlogin without-password\nkbdinteractiveauthentication no\n"
+    "x11forwarding yes\nallowtcpforwarding yes\nallowagentforwarding yes\n"
+    "kexalgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org,"
+    "ecdh-sha2-nistp256,ecdh-sha2-nistp384,ecdh-sha2-nistp521,diffie-hellman-group-exchange-sha256,"
+    "diffie-hellman-group16-sha512,diffie-hellman-group18-sha512,diffie-hellman-group14-sha256\n"
+    "ciphers chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr,aes128-gcm@openssh.com,aes256-gcm@openssh.com\n"
+    "macs umac-64-etm@openssh.com,umac-128-etm@openssh.com,hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,"
+    "hmac-sha1-etm@openssh.com,umac-64@openssh.com,umac-128@openssh.com,hmac-sha2-256,hmac-sha2-512,hmac-sha1\n"
+)
+DROPIN = (
+    "# Managed by technicia-deploy: key-only logins, no forwarding, modern algorithms only.\n"
+    "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n"
+    "X11Forwarding no\nAllowTcpForwarding no\nAllowAgentForwarding no\n"
+    "KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org\n"
+    "Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr\n"
+    "MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,umac-128-etm@openssh.com\n"
+    "HostKeyAlgorithms ssh-ed25519,ssh-ed25519-cert-v01@openssh.com,rsa-sha2-512,rsa-sha2-256,"
+    "rsa-sha2-512-cert-v01@openssh.com,rsa-sha2-256-cert-v01@openssh.com\n"
+)
+BACKUP = (
+    "rm -f /etc/ssh/technicia-sshd-dropin.previous /etc/ssh/technicia-sshd-dropin.previous.absent && "
+    "if [ -f /etc/ssh/sshd_config.d/10-technicia.conf ]; then "
+    "cp -p /etc/ssh/sshd_config.d/10-technicia.conf /etc/ssh/technicia-sshd-dropin.previous; "
+    "else touch /etc/ssh/technicia-sshd-dropin.previous.absent; fi"
+)
+
+
 FRESH = {
     "user": ("", 2),
     "groups": ("", 1),
@@ -27,9 +66,7 @@ FRESH = {
     "ssh_dir": ("", 1),
     "authorized_keys": ("", 1),
     "sshd_dropin": ("absent\n", 0),
-    "sshd_effective": (
-        "passwordauthentication yes\npermitrootlogin yes\nkbdinteractiveauthentication no\n", 0
-    ),
+    "sshd_effective": (EFFECTIVE_DEBIAN, 0),
     "root_password": ("root P 11/20/2024 0 99999 7 -1\n", 0),
 }
 
@@ -41,9 +78,8 @@ def hardened(**overrides):
         "sudoers": file_section(h.sudoers_file("deploy")),
         "ssh_dir": ("700 deploy\n", 0),
         "authorized_keys": (f"600 deploy\n{OTHER_KEY}\n{KEY}\n", 0),
-        "sshd_dropin": file_section(h.sshd_dropin_file("prohibit-password")),
-        # sshd -T prints prohibit-password under its old name.
-        "sshd_effective": ("passwordauthentication no\npermitrootlogin without-password\nkbdinteractiveauthentication no\n", 0),
+        "sshd_dropin": file_section(h.sshd_dropin_file("no")),
+        "sshd_effective": (EFFECTIVE_HARDENED, 0),
         "root_password": ("root L 11/20/2024 0 99999 7 -1\n", 0),
     }
     values.update(overrides)
@@ -71,14 +107,13 @@ def test_fresh_server_gets_every_command_in_order(payload, bash_syntax):
         'chown deploy:"$(id -gn deploy)" "$h/.ssh/authorized_keys" && chmod 600 "$h/.ssh/authorized_keys"'
     )
 
-    sshd = commands[4]
-    assert payload(sshd) == (
-        "# Managed by technicia-deploy: key-only logins.\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
-    )
+    assert commands[4] == BACKUP == h.BACKUP_DROPIN  # the previous drop-in (here: none) can be put back
+    sshd = commands[5]
+    assert payload(sshd) == DROPIN
     assert "f=/etc/ssh/sshd_config.d/10-technicia.conf" in sshd
     assert sshd.index("if ! sshd -t;") < sshd.index("systemctl reload ssh")
-    assert commands[5:] == ["passwd -l root"]
+    assert commands[6:] == ["passwd -l root"]
+    assert h.changes_sshd(commands)
     for command in commands:
         bash_syntax(command)
 
@@ -107,16 +142,67 @@ def test_other_keys_are_kept_and_ours_appended(payload):
     assert ">> \"$f\"" in command and KEY in command  # appended, never truncated
 
 
-def test_permit_root_login_no():
-    wanted = h.HardeningWanted(public_key=KEY, permit_root_login="no")
-    [command] = h.operations(hardened(), wanted)
-    assert "PermitRootLogin no" in h.sshd_dropin_file("no").data.decode()
-    assert "f=/etc/ssh/sshd_config.d/10-technicia.conf" in command
+def test_root_login_by_key_is_kept_only_when_asked():
+    # The pipeline's first login is root's (admin_user: root): prohibit-password until the deploy user exists.
+    wanted = h.HardeningWanted(public_key=KEY, permit_root_login="prohibit-password")
+    backup, command = h.operations(hardened(), wanted)
+    assert backup == BACKUP and "f=/etc/ssh/sshd_config.d/10-technicia.conf" in command
+    assert "PermitRootLogin prohibit-password\n" in h.sshd_dropin_file("prohibit-password").data.decode()
+    # sshd -T prints prohibit-password under its old name.
+    effective = EFFECTIVE_HARDENED.replace("permitrootlogin no", "permitrootlogin without-password")
+    facts = hardened(sshd_dropin=file_section(h.sshd_dropin_file("prohibit-password")), sshd_effective=(effective, 0))
+    assert h.operations(facts, wanted) == []
+    # Then, as the deploy user, the default: no root login at all.
+    assert h.changes_sshd(h.operations(facts, WANTED))
+
+
+@pytest.mark.parametrize("key,debian_value", [
+    ("x11forwarding", "yes"), ("allowtcpforwarding", "yes"), ("allowagentforwarding", "yes"),
+    ("kexalgorithms", "curve25519-sha256,ecdh-sha2-nistp256"), ("ciphers", "aes128-cbc,aes128-ctr"),
+    ("macs", "hmac-sha2-256,hmac-sha1"), ("hostkeyalgorithms", "ecdsa-sha2-nistp256,ssh-rsa"),
+])
+def test_each_effective_setting_that_differs_is_named(key, debian_value):
+    lines = [line if not line.startswith(key + " ") else f"{key} {debian_value}" for line in EFFECTIVE_HARDENED.splitlines()]
+    with pytest.raises(h.HardeningError, match=f"{key} is '{debian_value}'"):
+        h.operations(hardened(sshd_effective=("\n".join(lines) + "\n", 0)), WANTED)
+
+
+def test_a_pinned_ecdsa_host_key_stays_offered():
+    wanted = h.HardeningWanted(public_key=KEY, pinned_host_key_type="ecdsa-sha2-nistp256")
+    assert wanted.host_key_algorithms == h.HOST_KEY_ALGORITHMS + ("ecdsa-sha2-nistp256",)
+    text = h.sshd_dropin_file("no", wanted.host_key_algorithms).data.decode()
+    assert text.endswith(",rsa-sha2-256-cert-v01@openssh.com,ecdsa-sha2-nistp256\n")
+
+
+def test_drop_in_rollback_and_commit_commands(bash_syntax, tmp_path):
+    """The three commands around a change, run for real on files in a scratch directory."""
+    def local(command: str) -> str:
+        return (command.replace("/etc/ssh/", f"{tmp_path}/").replace("sshd -t && systemctl reload ssh", "true"))
+
+    for command in (h.BACKUP_DROPIN, h.COMMIT_DROPIN, h.ROLLBACK_DROPIN):
+        bash_syntax(command)
+    (tmp_path / "sshd_config.d").mkdir()
+    dropin = tmp_path / "sshd_config.d" / "10-technicia.conf"
+    # No drop-in before: a rollback removes ours.
+    subprocess.run(["bash", "-c", local(h.BACKUP_DROPIN)], check=True)
+    dropin.write_text("new\n")
+    subprocess.run(["bash", "-c", local(h.ROLLBACK_DROPIN)], check=True)
+    assert not dropin.exists() and list(tmp_path.iterdir()) == [tmp_path / "sshd_config.d"]
+    # An older drop-in: a rollback puts it back; a commit keeps the new one and leaves nothing behind.
+    dropin.write_text("old\n")
+    subprocess.run(["bash", "-c", local(h.BACKUP_DROPIN)], check=True)
+    dropin.write_text("new\n")
+    subprocess.run(["bash", "-c", local(h.ROLLBACK_DROPIN)], check=True)
+    assert dropin.read_text() == "old\n"
+    subprocess.run(["bash", "-c", local(h.BACKUP_DROPIN)], check=True)
+    dropin.write_text("new\n")
+    subprocess.run(["bash", "-c", local(h.COMMIT_DROPIN)], check=True)
+    assert dropin.read_text() == "new\n" and list(tmp_path.iterdir()) == [tmp_path / "sshd_config.d"]
 
 
 def test_an_earlier_file_overriding_our_dropin_is_reported_not_looped():
     # Drop-in in place, but sshd still allows passwords (a file read before ours sets it).
-    facts = hardened(sshd_effective=("passwordauthentication yes\npermitrootlogin without-password\nkbdinteractiveauthentication no\n", 0))
+    facts = hardened(sshd_effective=(EFFECTIVE_HARDENED.replace("passwordauthentication no", "passwordauthentication yes"), 0))
     with pytest.raises(h.HardeningError, match="passwordauthentication is 'yes'"):
         h.operations(facts, WANTED)
 

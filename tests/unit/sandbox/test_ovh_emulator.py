@@ -309,6 +309,17 @@ def test_record_filters_and_types(emulator):
         api.get("/domain/zone/other.test/record")
 
 
+def test_caa_record_is_served_as_written(emulator):
+    from technicia_deploy.ovh import OvhApi
+
+    api, resolve = client(emulator), resolver(emulator)
+    target = OvhApi.caa_target("letsencrypt.org")
+    api.post("/domain/zone/exemple.test/record", fieldType="CAA", subDomain="www", target=target, ttl=300)
+    api.post("/domain/zone/exemple.test/refresh")
+    # dnspython presents it as OVH stores it: the pipeline compares the two when it waits for propagation.
+    assert resolve("www.exemple.test", "CAA") == ['0 issue "letsencrypt.org"'] == [target]
+
+
 def test_names_outside_the_zone_are_refused(emulator):
     with pytest.raises(dns.resolver.NoNameservers):
         resolver(emulator)("example.com", "A")
