@@ -70,7 +70,7 @@ def _plan(environment: str, version: str, sha: str, project: str, rebuild_server
 
 def _phase_reads(environment: str, project: str, version: str, sha: str) -> dict[str, Callable[[], list]]:
     """Per phase, the fact commands its steps will read first (each task module declares its own)."""
-    from tasks import https, monitoring, runtime, server, services
+    from tasks import checks, https, monitoring, runtime, server, services
 
     def env():
         return runtime.environment(environment, project)
@@ -79,6 +79,7 @@ def _phase_reads(environment: str, project: str, version: str, sha: str) -> dict
         "server": lambda: server.reads(env()),
         "services": lambda: services.reads(env(), version, sha),
         "https": lambda: https.reads(env()),
+        "checks": lambda: checks.reads(env()),
         "monitoring": lambda: monitoring.reads(env()),
     }
 

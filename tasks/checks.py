@@ -73,7 +73,7 @@ def functional_outcomes(env: runtime.EnvironmentContext) -> tuple[list, str]:
                 for c in checks if not c.from_server]
     inside = [c for c in checks if c.from_server]
     if inside:
-        output = runtime.connect(env).run(functional_checks.server_probe_command(inside)).stdout
+        output = runtime.connect(env).probe(functional_checks.server_probe_command(inside)).stdout
         outcomes += functional_checks.parse_server_probes(inside, output)
     order = {c.name: i for i, c in enumerate(checks)}
     outcomes.sort(key=lambda o: order[o.name])
@@ -175,34 +175,45 @@ def security(environment: str, project: str = "technicia") -> StepResult:
     """Ports (declared, common, and whatever the server says it exposes), TLS against Mozilla intermediate (sslyze),
     redirect, headers, the catch-all virtual host, SSH auth methods and algorithms (ssh-audit) as seen from outside;
     the .env mode from inside."""
-    from tasks.services import layout
-
     env = runtime.environment(environment, project)
     settings = env.settings
     site = target(env)
     app = env.application
     conn = runtime.connect(env)
-    exposed = security_checks.parse_exposure(conn.run(security_checks.exposure_command(), sudo=True).stdout)
+    (exposure_read, env_file_read), env_path = _security_reads(env), _env_path(env)
+    exposed = security_checks.parse_exposure(runtime.read(conn, exposure_read).stdout)
+    env_file_output = runtime.read(conn, env_file_read).stdout
     wanted = security_checks.expected_ports(settings.firewall, {app.frontend_port: "front end (container)",
                                                                app.api_port: "API (container)"}, exposed)
-    observed = security_checks.scan(site.address, wanted)
-    states, findings = security_checks.judge_ports(wanted, observed)
-    findings += security_checks.judge_exposure(exposed, wanted, observed)
-    try:
-        findings += security_checks.judge_tls(settings.domain, security_checks.inspect_tls(site), settings.tls.min_days_left)
-        findings += security_checks.check_headers(site)
-    except OSError as exc:
-        findings.append(security_checks.Finding("high", "tls", settings.domain, f"HTTPS does not answer ({exc})"))
-    findings += security_checks.judge_tls_profile(settings.domain, security_checks.scan_tls_profile(site))
-    findings += security_checks.check_redirect(site)
-    findings += security_checks.check_catch_all(site)
-    findings += security_checks.judge_ssh(site.address, security_checks.ssh_auth_methods(site.address, settings.ssh.port),
-                                          settings.ssh.port)
-    findings += security_checks.judge_ssh_algorithms(
-        site.address, security_checks.ssh_audit(site.address, settings.ssh.port), settings.ssh.port)
-    env_path = f"{layout(env).current}/{app.env_file}"
-    output = conn.run(security_checks.env_file_command(env_path), sudo=True).stdout
-    findings += security_checks.judge_env_file(env_path, output)
+
+    def tls_and_headers() -> list:
+        try:
+            return (security_checks.judge_tls(settings.domain, security_checks.inspect_tls(site), settings.tls.min_days_left)
+                    + security_checks.check_headers(site))
+        except OSError as exc:
+            return [security_checks.Finding("high", "tls", settings.domain, f"HTTPS does not answer ({exc})")]
+
+    # The probes look at different things from outside and wait on the network (the port scan on its
+    # timeouts, sslyze and ssh-audit on handshakes): side by side, the step takes as long as the slowest.
+    probes = {
+        "ports": lambda: security_checks.scan(site.address, wanted),
+        "tls": tls_and_headers,
+        "tls_profile": lambda: security_checks.scan_tls_profile(site),
+        "redirect": lambda: security_checks.check_redirect(site),
+        "catch_all": lambda: security_checks.check_catch_all(site),
+        "ssh_methods": lambda: security_checks.ssh_auth_methods(site.address, settings.ssh.port),
+        "ssh_audit": lambda: security_checks.ssh_audit(site.address, settings.ssh.port),
+    }
+    seen = _side_by_side(probes)
+    states, findings = security_checks.judge_ports(wanted, seen["ports"])
+    findings += security_checks.judge_exposure(exposed, wanted, seen["ports"])
+    findings += seen["tls"]
+    findings += security_checks.judge_tls_profile(settings.domain, seen["tls_profile"])
+    findings += seen["redirect"]
+    findings += seen["catch_all"]
+    findings += security_checks.judge_ssh(site.address, seen["ssh_methods"], settings.ssh.port)
+    findings += security_checks.judge_ssh_algorithms(site.address, seen["ssh_audit"], settings.ssh.port)
+    findings += security_checks.judge_env_file(env_path, env_file_output)
     summary = security_checks.summary(findings)
     _publish("security", environment, security_checks.table_rows(states, findings),
              f"Security tests of {settings.domain} ({site.address}) from outside: {summary}")
@@ -213,3 +224,31 @@ def security(environment: str, project: str = "technicia") -> StepResult:
                       {"findings": [f.__dict__ for f in findings],
                        "open_ports": [s.port for s in states if s.observed == "open"],
                        "exposed": sorted({e.port for e in exposed if e.public})})
+
+
+def _side_by_side(probes: dict[str, Any]) -> dict[str, Any]:
+    """Run every probe at once; their results by name (the first probe that raised raises here)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="security-probe") as pool:
+        futures = {name: pool.submit(probe) for name, probe in probes.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _env_path(env: runtime.EnvironmentContext) -> str:
+    from tasks.services import layout
+
+    return f"{layout(env).current}/{env.application.env_file}"
+
+
+def _security_reads(env: runtime.EnvironmentContext) -> list:
+    from technicia_deploy.commands.batch import Read
+
+    return [Read(security_checks.exposure_command(), sudo=True),
+            Read(security_checks.env_file_command(_env_path(env)), sudo=True)]
+
+
+def reads(env: runtime.EnvironmentContext) -> list:
+    """The fact commands this phase's steps read (the deploy flow fetches them ahead, in one round trip). The
+    functional test's probes from the server are not among them: they are tests, run when the test runs."""
+    return _security_reads(env)

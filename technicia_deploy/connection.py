@@ -342,6 +342,12 @@ class HostConnection:
                 self._reads[key] = (generation, out)
         return out
 
+    def probe(self, command: str, *, sudo: bool = False, timeout: float | None = 600) -> Result:
+        """Run a read-only test whose answer must be fresh (a health probe from the server): never kept as a read,
+        and, since it changes nothing, it does not make the kept reads stale either (a phase running alongside
+        keeps reading them)."""
+        return self._run(command, sudo=sudo, as_user=None, stdin=None, check=True, timeout=timeout, rerun_on_drop=True)
+
     def prefetch(self, reads: "Sequence[Read]") -> int:
         """Run the fact commands ``reads`` side by side in one round trip and keep each answer as :meth:`read`
         would (then a step's read costs nothing); returns how many were fetched. Reads already kept are not
