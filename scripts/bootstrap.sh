@@ -21,6 +21,8 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 # The unit tests check the rendered nginx site with `nginx -t` and the sample app with Compose v1 (as on the VPS).
 command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+# `sandbox up --orchestrator postgres`: the Prefect server on PostgreSQL (initdb/pg_ctl of Debian's package; no service).
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need_apt+=(postgresql)
 # The e2e security test cross-checks our own findings with the standard tools (Debian's testssl.sh installs `testssl`).
 command -v testssl >/dev/null || need_apt+=(testssl.sh)
 command -v nmap >/dev/null || need_apt+=(nmap)

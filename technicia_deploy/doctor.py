@@ -336,11 +336,19 @@ def check_prefect(api_url: str | None, pools: list[str], timeout_s: float) -> li
     except Exception as error:  # noqa: BLE001 - any failure to talk to the server is this row's verdict
         problem = f"{type(error).__name__}: {error}"
     if problem:
-        auth = re.search(r"\b401\b|Unauthorized", problem) is not None
-        fix = ("the server refuses requests without its auth string: set PREFECT_API_AUTH_STRING to the server's "
-               "PREFECT_SERVER_API_AUTH_STRING" if auth else
-               "start the Prefect server (docs/operations.md) and check PREFECT_API_URL")
-        return [Row("Prefect server", ALL, FAILED, f"{api_url}: {problem}"[:400], fix)]
+        if re.search(r"\b401\b|Unauthorized", problem) is not None:
+            from prefect.settings import PREFECT_API_AUTH_STRING
+
+            value = PREFECT_API_AUTH_STRING.value()
+            given = bool(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
+            reason = ("the server refused this client's PREFECT_API_AUTH_STRING (not the server's auth string)" if given
+                      else "the server wants an auth string and this client has none (PREFECT_API_AUTH_STRING unset)")
+            return [Row("Prefect server", ALL, FAILED, f"{api_url}: 401 Unauthorized: {reason}",
+                        "set PREFECT_API_AUTH_STRING to the server's PREFECT_SERVER_API_AUTH_STRING (docs/orchestrator.md; "
+                        "the sandbox's is in <sandbox dir>/keys/prefect-api-auth-string, which technicia-deploy "
+                        "commands run in that directory read themselves)")]
+        return [Row("Prefect server", ALL, FAILED, f"{api_url}: {problem}"[:400],
+                    "start the Prefect server (docs/operations.md) and check PREFECT_API_URL")]
     rows.append(Row("Prefect server", ALL, OK, f"{api_url} answers"))
     for pool in pools:
         try:

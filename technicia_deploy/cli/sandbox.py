@@ -28,9 +28,14 @@ def _up(args: argparse.Namespace) -> int:
 
     state = _state(args)
     started = time.monotonic()
+    from technicia_deploy.sandbox.postgres import PostgresUnavailable
+
     try:
-        world.up(state, log=_log)
-    except (DockerUnavailable, ImageError, world.SandboxIncomplete, TimeoutError) as exc:
+        if args.orchestrator:
+            world.up(state, log=_log, orchestrator=args.orchestrator)
+        else:
+            world.up(state, log=_log)
+    except (DockerUnavailable, ImageError, world.SandboxIncomplete, TimeoutError, PostgresUnavailable) as exc:
         # Expected failures: the message says what is missing and where to look; no traceback.
         print(f"error: {exc}", file=sys.stderr)
         print(f"(daemon logs: {state.logs}; `technicia-deploy sandbox up` again repairs, "
@@ -73,6 +78,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "<dir>/environments.yaml and apply it to Prefect blocks (on $PREFECT_API_URL, or a Prefect server "
                     "the sandbox starts). Running it again only repairs. Needs a Docker engine and root for the first "
                     "image build.")
+    up.add_argument("--orchestrator", choices=("sqlite", "postgres"), default=None,
+                    help="the sandbox's own Prefect server: 'sqlite' (Prefect's embedded database, one worker, "
+                         "no API auth) or 'postgres' (Debian's PostgreSQL started in the state directory, the API "
+                         "protected by a generated auth string, two workers: the setup of docs/orchestrator.md); "
+                         "default: what the sandbox runs now, sqlite for a new one")
     up.set_defaults(func=_up)
 
     down = actions.add_parser(

@@ -179,14 +179,33 @@ def _recorded_port(previous: dict) -> int | None:
     return port
 
 
-def prefect_up(state: SandboxState, log: Log) -> str:
-    """The Prefect API URL: $PREFECT_API_URL if set, else a server daemon of the sandbox's own."""
+ORCHESTRATORS = ("sqlite", "postgres")
+
+
+def prefect_up(state: SandboxState, log: Log, orchestrator: str | None = None) -> str:
+    """The Prefect API URL: $PREFECT_API_URL if set, else a server daemon of the sandbox's own.
+
+    ``orchestrator``: ``sqlite`` (Prefect's embedded database) or ``postgres`` (the sandbox's PostgreSQL, the API
+    protected by an auth string); None keeps what the sandbox's own server runs now (sqlite for a new sandbox).
+    """
     external = os.environ.get("PREFECT_API_URL")
     previous = state.data.get("prefect") or {}
+    if orchestrator is None:
+        orchestrator = previous.get("orchestrator", "sqlite") if previous.get("managed") else "sqlite"
+    if orchestrator not in ORCHESTRATORS:
+        raise ValueError(f"unknown orchestrator {orchestrator!r}: one of {', '.join(ORCHESTRATORS)}")
     if external and not (previous.get("managed") and external == previous.get("url")):
+        if orchestrator == "postgres":
+            raise SandboxIncomplete("--orchestrator postgres starts the sandbox's own Prefect server on its own "
+                                    "PostgreSQL: unset PREFECT_API_URL (it names another server)")
         state.data["prefect"] = {"url": external, "managed": False}
         state.save()
         return external
+    if orchestrator == "postgres":
+        return _prefect_postgres_up(state, log, previous)
+    if previous.get("orchestrator") == "postgres":
+        # From postgres back to the embedded database: another server, its workers without the auth string.
+        previous = _leave_postgres(state, log, previous)
     # (PREFECT_API_URL naming the sandbox's own server, exported from `sandbox status`, is still the sandbox's.)
     if previous.get("managed") and processes.pid_of(state, PREFECT_DAEMON) and _prefect_healthy(previous["url"]):
         return previous["url"]
@@ -216,18 +235,85 @@ def prefect_up(state: SandboxState, log: Log) -> str:
     return url
 
 
-def apply_blocks(path: Path, api_url: str) -> list:
+def _wait_healthy(state: SandboxState, url: str) -> None:
+    deadline = time.monotonic() + 120
+    while not _prefect_healthy(url):
+        if not processes.pid_of(state, PREFECT_DAEMON) or time.monotonic() > deadline:
+            raise RuntimeError(f"the Prefect server did not become healthy at {url}; see {state.logs / (PREFECT_DAEMON + '.log')}")
+        time.sleep(0.2)
+
+
+def _prefect_postgres_up(state: SandboxState, log: Log, previous: dict) -> str:
+    """The orchestrator of docs/orchestrator.md, in the sandbox: the server on the sandbox's PostgreSQL, bound to
+    127.0.0.1, its API refusing requests without the auth string (``keys/prefect-api-auth-string``)."""
+    from technicia_deploy.sandbox import orchestration, postgres
+
+    postgres.up(state, log)
+    auth_file = orchestration.ensure_auth_string(state)
+    if (previous.get("managed") and previous.get("orchestrator") == "postgres" and processes.pid_of(state, PREFECT_DAEMON)
+            and _prefect_healthy(previous["url"])):
+        return previous["url"]
+    if previous.get("managed") and previous.get("orchestrator") != "postgres":
+        # The embedded server's workers have no auth string: they restart with the new server.
+        log(f"prefect: moving from {previous.get('orchestrator', 'sqlite')} to postgres")
+        orchestration.stop_workers(state)
+        state.data.pop("orchestration", None)
+    processes.stop(state, PREFECT_DAEMON)
+    port = _recorded_port(previous) or processes.free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    home = state.path("prefect")
+    home.mkdir(parents=True, exist_ok=True)
+    log(f"starting a Prefect server on 127.0.0.1:{port} (home {home}; database PostgreSQL on "
+        f"{state.data['postgres']['host']}:{state.data['postgres']['port']}; API auth string in {auth_file})")
+    env = orchestration.server_env(str(home), url, postgres.connection_url(state), auth_file.read_text().strip())
+    processes.start(state, PREFECT_DAEMON,
+                    [sys.executable, "-m", "prefect", "server", "start", "--host", orchestration.SERVER_HOST,
+                     "--port", str(port)], env=env)
+    _wait_healthy(state, url)
+    state.data["prefect"] = {"url": url, "managed": True, "home": str(home), "orchestrator": "postgres",
+                             "auth_string_file": str(auth_file)}
+    state.save()
+    return url
+
+
+def _leave_postgres(state: SandboxState, log: Log, previous: dict) -> dict:
+    from technicia_deploy.sandbox import orchestration, postgres
+
+    log("prefect: moving from postgres to sqlite (Prefect's embedded database)")
+    orchestration.stop_workers(state)
+    state.data.pop("orchestration", None)
+    processes.stop(state, PREFECT_DAEMON)
+    postgres.stop(state)
+    return {"url": previous.get("url"), "managed": True}
+
+
+def prefect_client_settings(state: SandboxState, api_url: str) -> dict:
+    """Prefect settings for a client of ``api_url`` in this process (temporary_settings' updates)."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
+
+    from technicia_deploy.sandbox import orchestration
+
+    updates = {PREFECT_API_URL: api_url}
+    auth = orchestration.client_env(state).get("PREFECT_API_AUTH_STRING")
+    if auth and (state.data.get("prefect") or {}).get("url") == api_url:
+        updates[PREFECT_API_AUTH_STRING] = auth
+    return updates
+
+
+def apply_blocks(path: Path, api_url: str, state: SandboxState | None = None) -> list:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from technicia_deploy import block_sync
 
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+    updates = prefect_client_settings(state, api_url) if state is not None else {PREFECT_API_URL: api_url}
+    with temporary_settings(updates=updates):
         return block_sync.apply(path)
 
 
 # --- the commands ------------------------------------------------------------------------------------
 
-def up(state: SandboxState, log: Log = lambda line: None) -> None:
+def up(state: SandboxState, log: Log = lambda line: None, orchestrator: str | None = None) -> None:
+    """``orchestrator``: see ``prefect_up`` (None: what the sandbox runs now, sqlite for a new one)."""
     require_engine()
     state.dir.mkdir(parents=True, exist_ok=True)
     skipped = []
@@ -248,8 +334,8 @@ def up(state: SandboxState, log: Log = lambda line: None) -> None:
                                 "environments.yaml not written")
     path = write_environments(state)
     log(f"wrote {path}")
-    url = prefect_up(state, log)
-    changes = apply_blocks(path, url)
+    url = prefect_up(state, log, orchestrator)
+    changes = apply_blocks(path, url, state)
     log(f"Prefect blocks at {url}: " + ", ".join(f"{c.name} {c.action}" for c in changes))
     if (state.data.get("prefect") or {}).get("managed"):
         # The sandbox's own server: make the UI usable (deployments to trigger, a worker to run them).
@@ -279,6 +365,11 @@ def down(state: SandboxState, log: Log = lambda line: None) -> None:
         log("prefect worker: stopped")
     if processes.stop(state, PREFECT_DAEMON):
         log("prefect server: stopped")
+    if state.data.get("postgres"):
+        from technicia_deploy.sandbox import postgres
+
+        if postgres.down(state):
+            log("postgres: stopped (the cluster stays in the state directory)")
     state.data.pop("prefect", None)
     state.save()
     _sweep(state, log)
@@ -323,9 +414,49 @@ def status(state: SandboxState) -> list[str]:
         kind = "sandbox daemon" if prefect.get("managed") else "external"
         alive = "" if not prefect.get("managed") else (" (running)" if processes.pid_of(state, PREFECT_DAEMON) else " (STOPPED)")
         lines.append(f"prefect: {prefect['url']} ({kind}){alive}; UI {prefect['url'].removesuffix('/api')}")
+        if prefect.get("managed"):
+            lines += orchestrator_status(state)
     from technicia_deploy.sandbox import orchestration
 
     lines += orchestration.status(state)
     if environments_file(state).exists():
         lines.append(f"environments.yaml: {environments_file(state)}")
     return lines
+
+
+def orchestrator_status(state: SandboxState) -> list[str]:
+    """Which orchestrator the sandbox's own Prefect server runs on."""
+    prefect = state.data.get("prefect") or {}
+    if prefect.get("orchestrator") != "postgres":
+        return [f"orchestrator: sqlite (Prefect's embedded database in {prefect.get('home')}; API without auth; "
+                "`sandbox up --orchestrator postgres` for the production setup)"]
+    from technicia_deploy.sandbox import postgres
+
+    return [f"orchestrator: postgres (the server's database is the sandbox's PostgreSQL; API auth string in "
+            f"{prefect.get('auth_string_file')}, mode 0600: clients set PREFECT_API_AUTH_STRING to it, the UI asks for it; "
+            "technicia-deploy commands run here read it themselves)"] + postgres.status(state)
+
+
+def orchestrator_up(state: SandboxState, log: Log = lambda line: None, orchestrator: str = "postgres") -> str:
+    """Only the orchestrator (no VPS, no blocks, no deployments.yaml): the sandbox's Prefect server, the work pool
+    and its workers. For tests and benchmarks of the orchestrator itself; ``orchestrator_down`` stops it."""
+    from technicia_deploy.sandbox import orchestration
+
+    state.dir.mkdir(parents=True, exist_ok=True)
+    url = prefect_up(state, log, orchestrator)
+    orchestration.ensure_pool(state, url)
+    orchestration.workers_up(state, url, log)
+    return url
+
+
+def orchestrator_down(state: SandboxState, log: Log = lambda line: None) -> None:
+    from technicia_deploy.sandbox import orchestration, postgres
+
+    if orchestration.down(state):
+        log("prefect workers: stopped")
+    if processes.stop(state, PREFECT_DAEMON):
+        log("prefect server: stopped")
+    if state.data.get("postgres") and postgres.down(state):
+        log("postgres: stopped")
+    state.data.pop("prefect", None)
+    state.save()
