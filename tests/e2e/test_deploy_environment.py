@@ -7,6 +7,7 @@ cases use the staging environment and check that the server is left exactly as i
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 import subprocess
@@ -55,11 +56,33 @@ def open_from_outside(ip: str, port: int) -> bool:
 
 
 # -- the happy path, in order -----------------------------------------------------------------
+class _Errors(logging.Handler):
+    """Every record at ERROR or above, from any logger (paramiko's included), while it is installed."""
+
+    def __init__(self):
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @pytest.fixture(scope="module")
-def first_deployment(sandbox):
-    state = run_deploy("test", GOOD)
+def first_deployment_logged(sandbox):
+    """The first deployment's final state, and every record logged at ERROR in this process while it ran."""
+    errors = _Errors()
+    logging.getLogger().addHandler(errors)
+    try:
+        state = run_deploy("test", GOOD)
+    finally:
+        logging.getLogger().removeHandler(errors)
     assert state.is_completed(), state.message
-    return state
+    return state, errors.records
+
+
+@pytest.fixture(scope="module")
+def first_deployment(first_deployment_logged):
+    return first_deployment_logged[0]
 
 
 def test_first_deployment_serves_https_behind_the_firewall(sandbox, first_deployment):
@@ -92,6 +115,21 @@ def test_first_deployment_serves_https_behind_the_firewall(sandbox, first_deploy
     assert inside
 
 
+def test_a_good_first_deployment_logs_no_error_and_no_traceback(sandbox, first_deployment_logged):
+    """Neither in this process (paramiko's own logger included) nor in the run's logs on the Prefect server."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    first_deployment, error_records = first_deployment_logged
+    assert [f"{r.name}: {r.getMessage()}" for r in error_records] == []
+    APILogHandler().flush()  # what the run logged is on the server
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[first_deployment.state_details.flow_run_id])))
+    assert logs, "the run's logs reached the server"
+    assert [log.message[:200] for log in logs if log.level >= logging.ERROR or "Traceback" in log.message] == []
+
+
 def test_second_run_changes_nothing(sandbox, first_deployment):
     container = sandbox.data["vps"]["test"]["container"]
     before = server_snapshot(container)
@@ -100,6 +138,11 @@ def test_second_run_changes_nothing(sandbox, first_deployment):
     steps = step_states(state)
     assert {s: m.split(":")[0] for s, (_, m) in steps.items()} == {s: "unchanged" for s in steps}, steps
     assert server_snapshot(container) == before
+    # Every fact the steps read came in one command, side by side on the server, over one connection; the other
+    # command is the functional test's probes from the server (a test runs fresh).
+    ssh = state.result()["ssh"]
+    assert (ssh["connections"], ssh["commands"]) == (1, 2), ssh
+    assert ssh["facts_fetched_ahead"] >= 10 and ssh["reads_without_round_trip"] >= ssh["facts_fetched_ahead"], ssh
 
 
 def test_next_release_changes_only_the_service_steps(sandbox, first_deployment):
