@@ -21,7 +21,7 @@ from technicia_deploy import envfile
 from technicia_deploy.checks import functional as functional_checks
 from technicia_deploy.checks import loadtest
 from technicia_deploy.checks import security as security_checks
-from technicia_deploy.checks.target import Target, resolve
+from technicia_deploy.checks.target import Target, resolve, resolve6
 
 from tasks import runtime
 from tasks.step import UNCHANGED, StepResult, tracked_step
@@ -204,8 +204,15 @@ def security(environment: str, project: str = "technicia") -> StepResult:
         "ssh_methods": lambda: security_checks.ssh_auth_methods(site.address, settings.ssh.port),
         "ssh_audit": lambda: security_checks.ssh_audit(site.address, settings.ssh.port),
     }
+    # The AAAA address too, when the domain has one: ufw and Docker each have an IPv6 side of their own.
+    address6 = resolve6(settings.domain, settings.dns.nameservers)
+    if address6:
+        probes["ports_ipv6"] = lambda: security_checks.scan(address6, wanted)
     seen = _side_by_side(probes)
     states, findings = security_checks.judge_ports(wanted, seen["ports"])
+    if address6:
+        states6, findings6 = security_checks.judge_ports(wanted, seen["ports_ipv6"], family="IPv6")
+        states, findings = states + states6, findings + findings6
     findings += security_checks.judge_exposure(exposed, wanted, seen["ports"])
     findings += seen["tls"]
     findings += security_checks.judge_tls_profile(settings.domain, seen["tls_profile"])
@@ -216,13 +223,15 @@ def security(environment: str, project: str = "technicia") -> StepResult:
     findings += security_checks.judge_env_file(env_path, env_file_output)
     summary = security_checks.summary(findings)
     _publish("security", environment, security_checks.table_rows(states, findings),
-             f"Security tests of {settings.domain} ({site.address}) from outside: {summary}")
+             f"Security tests of {settings.domain} ({site.address}{', ' + address6 if address6 else ''}) "
+             f"from outside: {summary}")
     if security_checks.failed(findings):
         raise ChecksFailed(f"{environment}: high security finding(s): " +
                            "; ".join(f.message for f in security_checks.failed(findings)))
     return StepResult("checks.security", UNCHANGED, summary,
                       {"findings": [f.__dict__ for f in findings],
-                       "open_ports": [s.port for s in states if s.observed == "open"],
+                       "open_ports": [s.port for s in states if s.observed == "open" and s.family == "IPv4"],
+                       "open_ports_ipv6": [s.port for s in states if s.observed == "open" and s.family == "IPv6"],
                        "exposed": sorted({e.port for e in exposed if e.public})})
 
 

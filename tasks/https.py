@@ -28,7 +28,8 @@ def site(env: runtime.EnvironmentContext) -> nginx.NginxSite:
 
 @tracked_step("https.dns")
 def dns(environment: str, project: str = "technicia", deadline_s: float = DNS_DEADLINE_S) -> StepResult:
-    """The domain's A record points at the VPS (OVH API), and every authoritative server says so.
+    """The domain's A record points at the VPS (OVH API), and every authoritative server says so; so does its AAAA
+    record when OVH lists an IPv6 for the VPS (OVH VPSes have one), and a stale AAAA is removed when it lists none.
 
     The wait is bounded by ``deadline_s``: past it the step fails naming each server that still answers
     something else (not retried: a record that has not propagated in minutes needs a look, not a loop).
@@ -44,24 +45,32 @@ def dns(environment: str, project: str = "technicia", deadline_s: float = DNS_DE
     with retries_recorded() as retried:
         address = env.address()
         change = env.ovh().ensure_record(settings.dns.zone, subdomain, "A", address, settings.dns.ttl)
+        # Visitors whose resolver prefers IPv6 go to the AAAA: it must be this server's, or absent.
+        ipv6 = env.ovh().vps_ipv6(settings.server.ovh_service_name)
+        aaaa_change = (env.ovh().ensure_record(settings.dns.zone, subdomain, "AAAA", ipv6, settings.dns.ttl) if ipv6
+                       else env.ovh().ensure_no_record(settings.dns.zone, subdomain, "AAAA"))
         # Only the environment's ACME CA may issue for its name (CAA is read at the name first, then up the tree).
         caa_change = (env.ovh().ensure_record(settings.dns.zone, subdomain, "CAA", caa, settings.dns.ttl)
                       if caa else "unchanged")
     servers = dns_check.authoritative_servers(settings.dns.zone, settings.dns.nameservers)
     propagation = dns_check.wait_propagated(servers, settings.domain, address, "A", deadline_s=deadline_s)
+    if ipv6:
+        dns_check.wait_propagated(servers, settings.domain, ipv6, "AAAA", deadline_s=deadline_s)
     if caa:
         dns_check.wait_propagated(servers, settings.domain, caa, "CAA", deadline_s=deadline_s)
     remember_record(environment, project, settings.domain, address, written=change == "changed")
     waited = (f" after waiting {propagation.waited_s:g}s for propagation ({propagation.polls} rounds)"
               if propagation.waited else "")
     note = retry_note(retried)
+    aaaa_note = (f"; AAAA {ipv6}" + (" written" if aaaa_change == "changed" else "") if ipv6
+                 else ("; stale AAAA removed (OVH lists no IPv6 for the VPS)" if aaaa_change == "changed" else ""))
     caa_note = (f"; CAA {caa}" + (" written" if caa_change == "changed" else "") if caa
                 else f"; no CAA record (tls.caa_issuer not set for {settings.tls.acme_server})")
-    return StepResult("https.dns", outcome(change == "changed" or caa_change == "changed"),
+    return StepResult("https.dns", outcome("changed" in (change, aaaa_change, caa_change)),
                       f"{settings.domain} A {address} ({'record written, ' if change == 'changed' else ''}"
-                      f"answered by {len(servers)} authoritative server(s){waited}){caa_note}"
+                      f"answered by {len(servers)} authoritative server(s){waited}){aaaa_note}{caa_note}"
                       + (f"; {note}" if note else ""),
-                      {"domain": settings.domain, "address": address, "caa": caa,
+                      {"domain": settings.domain, "address": address, "ipv6": ipv6, "caa": caa,
                        "nameservers": [str(s) for s in servers],
                        "propagation_wait_s": propagation.waited_s, "propagation_polls": propagation.polls,
                        "ovh_retries": [r.as_dict() for r in retried]})

@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import fnmatch
 import hashlib
+import ipaddress
 import re
 import time
 from collections import Counter
@@ -493,6 +494,21 @@ class OvhApi:
             raise OvhError(f"GET /vps/{service_name}/ips", OvhErrorKind.OTHER, "the VPS has no IPv4 address")
         return ipv4[0]
 
+    def vps_ipv6(self, service_name: str) -> str | None:
+        """The VPS's IPv6 address (compressed form, as DNS answers it), or None when OVH lists none.
+
+        OVH lists a VPS's addresses of both families in ``GET /vps/{serviceName}/ips`` (plain addresses, the
+        IPv6 possibly in full form): the same route as :meth:`vps_ipv4`, so no access rule is added for it.
+        """
+        for ip in self.request(VPS_IPS, {"serviceName": service_name}):
+            try:
+                address = ipaddress.ip_interface(str(ip)).ip  # a "/128" or "/64" suffix is tolerated
+            except ValueError:
+                continue
+            if address.version == 6 and not address.is_link_local:
+                return str(address)
+        return None
+
     def find_image(self, service_name: str, name: str) -> str:
         """The id of the image named ``name`` (case-insensitive) among those the VPS can be rebuilt with."""
         names = []
@@ -581,6 +597,16 @@ class OvhApi:
         if changed:
             self.request(ZONE_REFRESH, {"zoneName": zone})
         return "changed" if changed else "unchanged"
+
+    def ensure_no_record(self, zone: str, subdomain: str, field_type: str) -> Outcome:
+        """No ``field_type`` record for ``subdomain`` (e.g. an AAAA left pointing at a server that has no IPv6 now:
+        visitors over IPv6 would reach someone else). The zone is refreshed only when something was deleted."""
+        records = self.records(zone, subdomain, field_type)
+        for record in records:
+            self.request(RECORD_DELETE, {"zoneName": zone, "id": record["id"]})
+        if records:
+            self.request(ZONE_REFRESH, {"zoneName": zone})
+        return "changed" if records else "unchanged"
 
     # --- network firewall
 

@@ -114,3 +114,21 @@ def resolve(domain: str, nameservers: list[str] | None = None) -> str:
     except socket.gaierror as exc:
         raise LookupError(f"{domain} does not resolve ({exc.strerror})") from None
     return infos[0][4][0]
+
+
+def resolve6(domain: str, nameservers: list[str] | None = None) -> str | None:
+    """The domain's IPv6 address (AAAA) as :func:`resolve` finds its IPv4, or None when it has none: a server
+    reachable over IPv6 is scanned over IPv6 too."""
+    if nameservers:
+        from technicia_deploy import dns_check
+
+        for server in (dns_check.Nameserver.parse(item) for item in nameservers):
+            found = dns_check.answers(server, domain, "AAAA")
+            if found:
+                return sorted(found)[0]
+        return None
+    try:
+        infos = socket.getaddrinfo(domain, 443, socket.AF_INET6, socket.SOCK_STREAM)
+    except socket.gaierror:
+        return None
+    return infos[0][4][0] if infos else None

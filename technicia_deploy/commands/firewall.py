@@ -16,6 +16,17 @@ the internal ports. Matching the interface, not RFC1918 sources, keeps it
 right where the "internet" is itself a private network (a sandbox, a provider
 NAT). The port is the conntrack *original* destination port, because after
 DNAT the packet carries the container's port.
+
+IPv6 (OVH VPSes have an address of each family): ufw filters IPv6 only with
+``IPV6=yes`` in /etc/default/ufw; with ``IPV6=no`` it sets every ip6tables
+policy to DROP, so the public ports would not answer the domain's AAAA record.
+A rule added while IPv6 was off exists for IPv4 only (``ufw show added`` does
+not tell), so the facts read the IPv6 rules themselves (/etc/ufw/user6.rules)
+and a missing one is added again (ufw skips the IPv4 copy it has). Docker
+20.10 (Debian 12) publishes ports on ``[::]`` through docker-proxy, which
+ufw's IPv6 INPUT rules filter; a Docker that DNATs IPv6 (ip6tables on, the
+default from Docker 27) sends it through the IPv6 DOCKER-USER chain, which the
+same managed block, in /etc/ufw/after6.rules, fills for ip6tables.
 """
 
 from __future__ import annotations
@@ -33,10 +44,15 @@ from .files import WantedFile, write_file
 from .shell import Section, apt_install, dpkg_installed_section, fact_script, parse_sections, q
 
 AFTER_RULES = "/etc/ufw/after.rules"
+AFTER6_RULES = "/etc/ufw/after6.rules"
+USER6_RULES = "/etc/ufw/user6.rules"
 DEFAULTS_FILE = "/etc/default/ufw"
 BLOCK_BEGIN = "# BEGIN technicia-deploy"
 BLOCK_END = "# END technicia-deploy"
-SECTIONS = ("ufw", "status", "defaults", "added", "after_rules", "route")
+SECTIONS = ("ufw", "status", "defaults", "added", "after_rules", "route", "after6_rules", "v6_rules")
+# The command that turns ufw's IPv6 filtering on, whether /etc/default/ufw has an IPV6= line or not.
+IPV6_ON = (f"if grep -q '^IPV6=' {DEFAULTS_FILE}; then sed -i 's/^IPV6=.*/IPV6=yes/' {DEFAULTS_FILE}; "
+           f"else echo IPV6=yes >> {DEFAULTS_FILE}; fi")
 
 _IFACE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 
@@ -82,16 +98,22 @@ class FirewallFacts:
     rules: tuple[UfwRule, ...]
     after_rules: str | None  # exact content of /etc/ufw/after.rules, None if absent
     public_interface: str | None
+    ipv6: str | None = None  # IPV6= of /etc/default/ufw ('yes' / 'no'), None if unset or ufw absent
+    after6_rules: str | None = None  # exact content of /etc/ufw/after6.rules, None if absent
+    v6_ports: frozenset[tuple[int, str]] = frozenset()  # (port, protocol) that ufw allows over IPv6 (user6.rules)
 
 
 def fact_command() -> str:
     return fact_script([
         ("ufw", dpkg_installed_section("ufw")),
         ("status", "ufw status verbose"),
-        ("defaults", f"grep -E '^DEFAULT_(INPUT|OUTPUT)_POLICY=' {DEFAULTS_FILE}"),
+        ("defaults", f"grep -E '^(DEFAULT_(INPUT|OUTPUT)_POLICY|IPV6)=' {DEFAULTS_FILE}"),
         ("added", "ufw show added"),
         ("after_rules", f"[ -f {AFTER_RULES} ] && base64 -w0 {AFTER_RULES} && echo"),
         ("route", "ip route show default"),
+        ("after6_rules", f"[ -f {AFTER6_RULES} ] && base64 -w0 {AFTER6_RULES} && echo"),
+        # ufw's own record of its IPv6 rules: '### tuple ### allow tcp 22 ::/0 any ::/0 in comment=...'.
+        ("v6_rules", f"grep -h '^### tuple ###' {USER6_RULES}"),
     ])
 
 
@@ -111,6 +133,31 @@ def parse_added(section: Section) -> tuple[UfwRule, ...]:
     return tuple(rules)
 
 
+def parse_v6_tuples(section: Section) -> frozenset[tuple[int, str]]:
+    """The (port, protocol) pairs that user6.rules allows from anywhere to anywhere (what 'ufw allow P/proto' adds)."""
+    found = set()
+    for line in section.lines:
+        tokens = line.split()[3:]  # after '### tuple ###'
+        if len(tokens) < 6:
+            continue
+        action, protocol, dport, dst, sport, src = tokens[:6]
+        direction = tokens[6] if len(tokens) > 6 and not tokens[6].startswith("comment=") else "in"
+        if (action in ("allow", "limit") and dport.isdigit() and dst == "::/0" and sport == "any" and src == "::/0"
+                and direction == "in"):
+            for proto in (("tcp", "udp") if protocol == "any" else (protocol,)):
+                found.add((int(dport), proto))
+    return frozenset(found)
+
+
+def _decode(section: Section, path: str) -> str | None:
+    if not section.ok:
+        return None
+    try:
+        return base64.b64decode("".join(section.lines), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise FirewallError(f"{path}: unreadable fact output ({exc})") from None
+
+
 def parse_default_route(text: str) -> str | None:
     for line in text.splitlines():
         words = line.split()
@@ -126,12 +173,7 @@ def parse_facts(output: str) -> FirewallFacts:
     for line in s["defaults"].lines:
         key, _, value = line.partition("=")
         defaults[key.strip()] = value.strip().strip("\"'")
-    after = None
-    if s["after_rules"].ok:
-        try:
-            after = base64.b64decode("".join(s["after_rules"].lines), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise FirewallError(f"{AFTER_RULES}: unreadable fact output ({exc})") from None
+    after = _decode(s["after_rules"], AFTER_RULES)
     installed = s["ufw"].ok
     return FirewallFacts(
         ufw_installed=installed,
@@ -141,6 +183,9 @@ def parse_facts(output: str) -> FirewallFacts:
         rules=parse_added(s["added"]) if installed else (),
         after_rules=after,
         public_interface=parse_default_route(s["route"].text),
+        ipv6=defaults.get("IPV6") if installed else None,
+        after6_rules=_decode(s["after6_rules"], AFTER6_RULES),
+        v6_ports=parse_v6_tuples(s["v6_rules"]) if installed else frozenset(),
     )
 
 
@@ -151,16 +196,20 @@ def rule_comment(rule: PortRule) -> str:
     return " ".join(re.sub(r"[^A-Za-z0-9 ._,:/()+-]", " ", ascii_text).split())
 
 
-def render_docker_user_block(interface: str, internal: list[PortRule]) -> str:
-    """The managed after.rules block; '' when there is no internal port to protect."""
+def render_docker_user_block(interface: str, internal: list[PortRule], family: int = 4) -> str:
+    """The managed after.rules block (``family`` 6: after6.rules, the same rules for ip6tables); '' when there is
+    no internal port to protect."""
     if not _IFACE.fullmatch(interface):
         raise FirewallError(f"public interface {interface!r} is not a valid interface name")
     if not internal:
         return ""
+    why = (["# Docker DNATs published ports past ufw's INPUT rules: drop new connections",
+            f"# arriving on the public interface ({interface}) for ports meant to stay internal."] if family == 4 else
+           ["# IPv6: a Docker that DNATs IPv6 (ip6tables on) bypasses ufw's INPUT rules the same way:",
+            f"# drop new IPv6 connections arriving on {interface} for ports meant to stay internal."])
     lines = [
         f"{BLOCK_BEGIN} (managed: edits are overwritten)",
-        "# Docker DNATs published ports past ufw's INPUT rules: drop new connections",
-        f"# arriving on the public interface ({interface}) for ports meant to stay internal.",
+        *why,
         "*filter",
         ":DOCKER-USER - [0:0]",
     ]
@@ -173,7 +222,7 @@ def render_docker_user_block(interface: str, internal: list[PortRule]) -> str:
     return "\n".join(lines)
 
 
-def replace_managed_block(content: str, block: str) -> str:
+def replace_managed_block(content: str, block: str, path: str = AFTER_RULES) -> str:
     """``content`` with its managed block replaced by ``block`` (appended if absent, removed if '')."""
     lines = content.splitlines(keepends=True)
     begins = [i for i, line in enumerate(lines) if line.startswith(BLOCK_BEGIN)]
@@ -185,7 +234,7 @@ def replace_managed_block(content: str, block: str) -> str:
             content += "\n"
         return content + block
     if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
-        raise FirewallError(f"{AFTER_RULES}: the '{BLOCK_BEGIN}' / '{BLOCK_END}' markers are damaged; fix the file by hand")
+        raise FirewallError(f"{path}: the '{BLOCK_BEGIN}' / '{BLOCK_END}' markers are damaged; fix the file by hand")
     return "".join(lines[: begins[0]]) + block + "".join(lines[ends[0] + 1:])
 
 
@@ -205,6 +254,14 @@ def operations(facts: FirewallFacts, wanted: Firewall, *, ssh_port: int = 22, pu
     cmds: list[str] = []
     if not facts.ufw_installed:
         cmds.append(apt_install(["ufw"]))
+    ipv6_switched = facts.ipv6 != "yes"
+    if ipv6_switched:
+        # Before any rule is added, so that ufw adds its IPv6 copy too.
+        cmds.append(IPV6_ON)
+        if facts.active:
+            # IPv6 was off: ufw has set every ip6tables policy to DROP and made no IPv6 chain; the reload makes
+            # them, so the rules added below apply to IPv6 at once. (SSH is not cut: the connection is IPv4's.)
+            cmds.append("ufw reload")
     if facts.default_incoming != "DROP":
         cmds.append("ufw default deny incoming")
     if facts.default_outgoing != "ACCEPT":
@@ -213,41 +270,44 @@ def operations(facts: FirewallFacts, wanted: Firewall, *, ssh_port: int = 22, pu
     present = {rule.port: rule for rule in facts.rules if rule.port is not None}
     for rule in wanted.public:
         have = present.get((rule.port, rule.protocol))
-        # Re-adding a rule whose comment or action (limit) differs updates it in place.
-        if have is None or have.action != "allow" or have.comment != rule_comment(rule):
+        # Re-adding a rule whose comment or action (limit) differs updates it in place; one that IPv6 lacks (added
+        # while IPv6 was off) gets its IPv6 copy (ufw skips the IPv4 one it has).
+        if (have is None or have.action != "allow" or have.comment != rule_comment(rule)
+                or (rule.port, rule.protocol) not in facts.v6_ports):
             cmds.append(wanted_rule_command(rule))
     for rule in facts.rules:
         if rule.incoming_allow and rule.port not in public:
             cmds.append("ufw delete " + " ".join(q(token) for token in rule.spec))
 
-    block = render_docker_user_block(interface, list(wanted.internal)) if interface else ""
-    if facts.after_rules is None:
-        # ufw (and its after.rules) arrives with this very run: append to the packaged file there.
-        if block:
-            cmds.append(append_block_command(block))
-    else:
-        new = replace_managed_block(facts.after_rules, block)
-        if new != facts.after_rules:
-            cmds.append(write_file(
-                WantedFile(AFTER_RULES, new, 0o640),
-                expect_sha256=hashlib.sha256(facts.after_rules.encode()).hexdigest(),
-                then="ufw reload" if facts.active else None,
-            ))
+    for family, path, current in ((4, AFTER_RULES, facts.after_rules), (6, AFTER6_RULES, facts.after6_rules)):
+        block = render_docker_user_block(interface, list(wanted.internal), family) if interface else ""
+        if current is None:
+            # ufw (and its after.rules) arrives with this very run: append to the packaged file there.
+            if block:
+                cmds.append(append_block_command(block, path))
+        else:
+            new = replace_managed_block(current, block, path)
+            if new != current:
+                cmds.append(write_file(
+                    WantedFile(path, new, 0o640),
+                    expect_sha256=hashlib.sha256(current.encode()).hexdigest(),
+                    then="ufw reload" if facts.active else None,
+                ))
     if not facts.active:
         cmds.append("ufw --force enable")
     return cmds
 
 
-def append_block_command(block: str) -> str:
-    """Append ``block`` to the after.rules on the server (for when its content was not known)."""
+def append_block_command(block: str, path: str = AFTER_RULES) -> str:
+    """Append ``block`` to the after.rules (or after6.rules) on the server (for when its content was not known)."""
     encoded = base64.b64encode(block.encode()).decode()
     return "\n".join([
         "set -e",
-        f"f={AFTER_RULES}",
+        f"f={path}",
         '[ -f "$f" ] || { echo "$f is missing: is ufw installed?" >&2; exit 1; }',
         f"if grep -q {q('^' + BLOCK_BEGIN)} \"$f\"; then "
         'echo "$f already has a managed block: re-run the step" >&2; exit 1; fi',
-        "t=$(mktemp /etc/ufw/.after.rules.XXXXXX)",
+        f"t=$(mktemp {path.rsplit('/', 1)[0]}/.{path.rsplit('/', 1)[1]}.XXXXXX)",
         "trap 'rm -f -- \"$t\"' EXIT",
         f'{{ cat "$f"; if [ -n "$(tail -c1 "$f")" ]; then echo; fi; printf %s {q(encoded)} | base64 -d; }} > "$t"',
         'chown root:root "$t"',

@@ -142,14 +142,22 @@ def wait_for_sshd(host: str, port: int = 22, timeout: float = SSH_DEADLINE_S, na
         time.sleep(0.1)
 
 
+def ipv6_of(net: dict, ip: str) -> str | None:
+    """The VPS's fixed IPv6 on a dual-stack sandbox network (same host digits as its IPv4), None if IPv4-only."""
+    if not net.get("subnet6"):
+        return None
+    return network.host6_of(net["subnet6"], int(ip.rsplit(".", 1)[1]))
+
+
 def _create(state: SandboxState, env: str, image_name: str, authorized_keys: list[str], ip: str | None = None,
             role_label: str = "technicia.environment") -> None:
     name = container_name(state, env)
     net = state.data["network"]
     ip = ip or network.host_of(net["subnet"], IP_INDEX[env])
+    ip6 = ipv6_of(net, ip)
     host_public = pki.ssh_keypair(host_key_path(state, env), f"root@{service_name(state, env).split('.')[0]}")
     argv = ["create", "--name", name, "--hostname", service_name(state, env).split(".")[0],
-            "--network", net["name"], "--ip", ip, "--dns", _resolver(),
+            "--network", net["name"], "--ip", ip, *(["--ip6", ip6] if ip6 else []), "--dns", _resolver(),
             "--label", f"{LABEL}={state.prefix}", "--label", f"{role_label}={env}", *RUN_FLAGS]
     for volume, target in volume_names(state, env).items():
         docker("volume", "create", "--label", f"{LABEL}={state.prefix}", volume)
@@ -199,10 +207,14 @@ def _first_boot(state: SandboxState, env: str) -> None:
 
 
 def _record(state: SandboxState, env: str) -> None:
+    ip = network.host_of(state.data["network"]["subnet"], IP_INDEX[env])
+    ip6 = ipv6_of(state.data["network"], ip)
     state.data.setdefault("vps", {})[env] = {
         "service_name": service_name(state, env),
         "container": container_name(state, env),
-        "ip": network.host_of(state.data["network"]["subnet"], IP_INDEX[env]),
+        "ip": ip,
+        # The OVH emulator lists it in GET /vps/{serviceName}/ips, as OVH lists a VPS's IPv6.
+        **({"ipv6": ip6} if ip6 else {}),
         "host_key": " ".join(host_key_path(state, env).with_suffix(".pub").read_text().split()[:2]),
         "admin_user": ADMIN_USER,
         "spec": {**SPECS[env], "os": OS_NAME, "zone": ZONE},
@@ -231,7 +243,15 @@ def up(state: SandboxState, log=lambda line: None) -> None:
     state.data["vps_image"] = image_name
     state.save()
     for env in ENVIRONMENTS:
-        wait_for_sshd(state.data["vps"][env]["ip"], name=container_name(state, env))
+        _wait_reachable(state.data["vps"][env], container_name(state, env))
+
+
+def _wait_reachable(vps: dict, name: str) -> None:
+    """sshd answers on the VPS's IPv4 and, on a dual-stack network, on its IPv6 too: the host reaches the VPS the
+    way the pipeline and an attacker's scan will (over both families)."""
+    wait_for_sshd(vps["ip"], name=name)
+    if vps.get("ipv6"):
+        wait_for_sshd(vps["ipv6"], name=name, timeout=10.0)
 
 
 def rebuild(state: SandboxState, env: str, public_ssh_key: str) -> None:
@@ -243,7 +263,7 @@ def rebuild(state: SandboxState, env: str, public_ssh_key: str) -> None:
     _create(state, env, image_name, [public_ssh_key])
     _record(state, env)
     state.save()
-    wait_for_sshd(state.data["vps"][env]["ip"], name=container_name(state, env))
+    _wait_reachable(state.data["vps"][env], container_name(state, env))
 
 
 def _remove(state: SandboxState, env: str) -> None:
@@ -310,7 +330,8 @@ def start_extra(state: SandboxState, name: str, log=lambda line: None) -> dict:
     log(f"starting extra VPS {name} ({container_name(state, name)}) at {ip}")
     _create(state, name, image_name, [state.data["keys"]["deploy_public_key"]], ip=ip, role_label=EXTRA_LABEL)
     wait_for_sshd(ip, name=container_name(state, name))
-    return {"name": name, "container": container_name(state, name), "ip": ip, "admin_user": ADMIN_USER,
+    return {"name": name, "container": container_name(state, name), "ip": ip, "ipv6": ipv6_of(net, ip),
+            "admin_user": ADMIN_USER,
             "host_key": " ".join(host_key_path(state, name).with_suffix(".pub").read_text().split()[:2]),
             "private_key": state.data["keys"]["deploy_private_key"]}
 
@@ -324,7 +345,8 @@ def extra_info(state: SandboxState, name: str) -> dict | None:
         return None
     net = state.data["network"]["name"]
     ip = docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{net}").IPAddress}}}}', container).strip()
-    return {"name": name, "container": container, "ip": ip, "admin_user": ADMIN_USER,
+    return {"name": name, "container": container, "ip": ip, "ipv6": ipv6_of(state.data["network"], ip),
+            "admin_user": ADMIN_USER,
             "host_key": " ".join(pub.read_text().split()[:2]), "private_key": state.data["keys"]["deploy_private_key"]}
 
 
@@ -340,6 +362,7 @@ def status(state: SandboxState) -> list[str]:
     lines = []
     for env, vps in (state.data.get("vps") or {}).items():
         running = docker("inspect", "-f", "{{.State.Status}}", vps["container"], check=False).strip() or "MISSING"
-        lines.append(f"vps {env}: {vps['ip']} {vps['service_name']} container {vps['container']} ({running}); "
+        ipv6 = f" {vps['ipv6']}" if vps.get("ipv6") else ""
+        lines.append(f"vps {env}: {vps['ip']}{ipv6} {vps['service_name']} container {vps['container']} ({running}); "
                      f"ssh {vps['admin_user']}@{vps['ip']}")
     return lines or ["vps: none"]

@@ -259,6 +259,32 @@ def test_unchanged_record_does_not_refresh_the_zone(emulator):
     assert api.ensure_record(ZONE, "staging-technicia", "A", "10.99.0.12", 300) == "unchanged"
 
 
+def test_vps_ipv6_is_the_listed_ipv6_or_none(emulator):
+    api = make_api(emulator)
+    assert api.vps_ipv6(TEST_VPS) == "fd7e:c0de:7ec4:99::11"
+    assert api.vps_ipv4(TEST_VPS) == "10.99.0.11"  # the IPv4 helper ignores the IPv6 beside it
+    assert api.vps_ipv6("vps-prod.vps.ovh.net") is None  # an IPv4-only VPS
+
+
+def test_vps_ipv6_accepts_ovh_full_form_and_a_prefix(monkeypatch, emulator):
+    api = make_api(emulator)
+    monkeypatch.setattr(api, "request", lambda route, path=None, **kw: [
+        "51.38.1.2", "fe80::1", "2001:41d0:0304:0200:0000:0000:0000:9c41/128"])
+    assert api.vps_ipv6(TEST_VPS) == "2001:41d0:304:200::9c41"  # compressed, as DNS answers it; link-local skipped
+
+
+def test_aaaa_record_then_no_aaaa_record(emulator):
+    api, resolve = make_api(emulator), resolver(emulator)
+    assert api.ensure_record(ZONE, "test-technicia", "AAAA", "fd7e:c0de:7ec4:99::11", 300) == "changed"
+    assert resolve("test-technicia.exemple.test", "AAAA") == ["fd7e:c0de:7ec4:99::11"]
+    assert api.ensure_record(ZONE, "test-technicia", "AAAA", "fd7e:c0de:7ec4:99::11", 300) == "unchanged"
+    assert api.ensure_no_record(ZONE, "test-technicia", "AAAA") == "changed"
+    with pytest.raises(dns.resolver.NXDOMAIN):  # the name has no other record left
+        resolve("test-technicia.exemple.test", "AAAA")
+    emulator.inject_fault(f"/domain/zone/{ZONE}/refresh", status=500, count=1)  # a refresh now would fail
+    assert api.ensure_no_record(ZONE, "test-technicia", "AAAA") == "unchanged"
+
+
 # --- network firewall -------------------------------------------------------------------------
 
 

@@ -42,6 +42,7 @@ def exercise_every_helper(api: ovh.OvhApi) -> None:
     api.check_credentials()
     api.vps_details(TEST_VPS)
     api.vps_ipv4(TEST_VPS)
+    api.vps_ipv6(TEST_VPS)
     image = api.find_image(TEST_VPS, "Debian 12")
     api.rebuild_and_wait(TEST_VPS, image, "ssh-ed25519 AAAAdeploy deploy@technicia", timeout_s=10, poll_s=0.02)
     api.records(ZONE, "technicia", "A")
@@ -49,12 +50,14 @@ def exercise_every_helper(api: ovh.OvhApi) -> None:
     api.ensure_record(ZONE, "technicia", "A", "10.0.0.2", 300)  # PUT record
     api.request(ovh.RECORD_CREATE, {"zoneName": ZONE}, fieldType="A", subDomain="technicia", target="10.0.0.3", ttl=300)
     api.ensure_record(ZONE, "technicia", "A", "10.0.0.2", 300)  # DELETE the duplicate
+    api.ensure_record(ZONE, "technicia", "AAAA", "fd7e:c0de:7ec4:99::11", 300)
+    api.ensure_no_record(ZONE, "technicia", "AAAA")  # DELETE + refresh
     api.ensure_firewall("10.99.0.11", network_firewall_rules([(22, "tcp"), (80, "tcp")]), timeout_s=5, poll_s=0.01)
     api.ensure_firewall("10.99.0.11", network_firewall_rules([(22, "tcp")]), timeout_s=5, poll_s=0.01)
 
 
-HELPERS = {"check_credentials", "vps_details", "vps_ipv4", "find_image", "rebuild", "wait_task", "rebuild_and_wait",
-           "records", "ensure_record", "ensure_firewall"}
+HELPERS = {"check_credentials", "vps_details", "vps_ipv4", "vps_ipv6", "find_image", "rebuild", "wait_task",
+           "rebuild_and_wait", "records", "ensure_record", "ensure_no_record", "ensure_firewall"}
 
 
 def test_exercise_covers_every_public_helper():

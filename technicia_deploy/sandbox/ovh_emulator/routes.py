@@ -137,8 +137,9 @@ def vps_get(emu: "Emulator", req: Request) -> dict[str, Any]:
 
 
 def vps_ips(emu: "Emulator", req: Request) -> list[str]:
+    """OVH's ``ip[]``: the VPS's IPv4 and, when it has one (a dual-stack sandbox network), its IPv6 address."""
     _, entry = _vps(emu, req.params["serviceName"])
-    return [entry["ip"]]
+    return [entry["ip"], *([entry["ipv6"]] if entry.get("ipv6") else [])]
 
 
 def vps_images(emu: "Emulator", req: Request) -> list[str]:

@@ -402,3 +402,32 @@ def test_catch_all_passes_on_the_rendered_site_and_fails_without_it(pki, tmp_pat
             findings = security.check_catch_all(target_for(pki, https_port, http_port))
         assert {f.subject for f in findings} == expected
         assert all(f.severity == "medium" for f in findings)
+
+
+def test_the_ipv6_scan_is_judged_on_its_own_and_named():
+    """The same ports over the AAAA address: an internal port open over IPv6 only is high, named 'over IPv6'."""
+    wanted = {22: ("public", "SSH"), 5678: ("internal", "n8n"), 6333: ("internal", "Qdrant API")}
+    states4, findings4 = security.judge_ports(wanted, {22: "open", 5678: "filtered", 6333: "filtered"})
+    states6, findings6 = security.judge_ports(wanted, {22: "open", 5678: "open", 6333: "filtered"}, family="IPv6")
+    assert findings4 == []
+    [high] = findings6
+    assert (high.severity, high.subject) == ("high", "5678/tcp (n8n) over IPv6")
+    assert "reachable from outside over IPv6" in high.message
+    rows = security.table_rows(states4 + states6, findings6)
+    assert [(r["port"], r["family"], r["severity"]) for r in rows] == [
+        (22, "IPv4", ""), (5678, "IPv4", ""), (6333, "IPv4", ""),
+        ("22 (IPv6)", "IPv6", ""), ("5678 (IPv6)", "IPv6", "high"), ("6333 (IPv6)", "IPv6", "")]
+    assert next(r for r in rows if r["port"] == 5678)["family"] == "IPv4"  # a reader keyed by port number
+    # A declared public port that does not answer over IPv6 (ufw with IPV6=no drops all of it) is named too.
+    _, [medium] = security.judge_ports({443: ("public", "HTTPS")}, {443: "filtered"}, family="IPv6")
+    assert medium.severity == "medium" and medium.message.endswith("does not answer over IPv6 (filtered)")
+
+
+def test_scan_over_ipv6_loopback():
+    import socket
+
+    with socket.socket(socket.AF_INET6) as server:
+        server.bind(("::1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert security.scan("::1", [port]) == {port: "open"}

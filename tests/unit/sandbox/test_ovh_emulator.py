@@ -25,6 +25,7 @@ INVENTORY: dict[str, Any] = {
         "service_name": "vps-test.vps.ovh.net",
         "container": "unit-test-vps",
         "ip": "10.99.0.11",
+        "ipv6": "fd7e:c0de:7ec4:99::11",  # a dual-stack VPS; production's entry below is IPv4-only
         "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIUnitTestKey",
         "admin_user": "debian",
         "spec": {"model": "VPS-SSD-2", "vcores": 2, "ram_gb": 4, "disk_gb": 80, "os": "Debian 12", "zone": "GRA11"},
@@ -203,6 +204,8 @@ def test_vps_details_come_from_the_inventory(emulator):
     assert vps["zone"] == "Region OpenStack: os-sbg5"
     assert vps["state"] == "running" and vps["netbootMode"] == "local"
     assert client(emulator).get("/vps/vps-prod.vps.ovh.net/ips") == ["10.99.0.13"]
+    # OVH's ip[]: both families of a dual-stack VPS.
+    assert client(emulator).get("/vps/vps-test.vps.ovh.net/ips") == ["10.99.0.11", "fd7e:c0de:7ec4:99::11"]
 
 
 def test_unknown_vps_is_not_found(emulator):
