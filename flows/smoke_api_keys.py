@@ -45,4 +45,16 @@ def smoke_api_keys(
     results = [result for future in futures for result in future.result()]
     if any(r["status"] != Status.OK for r in results):
         raise ApiKeysRejected(results)
-    return results
+    # The final state's message says what the run did: the tracking document's maintenance table shows it
+    # (technicia_deploy/maintenance.py); calling the flow still returns the results.
+    from prefect.states import Completed
+
+    return Completed(message=describe(results), data=results)
+
+
+def describe(results: list[dict[str, Any]]) -> str:
+    """'12 API key(s) answered their smoke call: test, staging, production (...)'."""
+    environments = list(dict.fromkeys(r["environment"] for r in results))
+    services = list(dict.fromkeys(r["service"] for r in results))
+    return (f"{len(results)} API key(s) answered their smoke call: {', '.join(environments)} "
+            f"({', '.join(services)})")

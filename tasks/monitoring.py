@@ -22,6 +22,7 @@ import re
 import uuid
 
 from technicia_deploy import alerts as alert_sending
+from technicia_deploy import environment_lock
 from technicia_deploy.commands import monitoring as mon
 from technicia_deploy.commands.batch import Read
 
@@ -30,8 +31,9 @@ from tasks.step import CHANGED, UNCHANGED, StepResult, outcome, tracked_step
 
 DEFAULT_PERIOD_S = 60
 DEPLOY_FLOW = "deploy-environment"
-# The flows of this project: the zombie detection watches their runs only.
-PROJECT_FLOWS = ("promote-release", "deploy-environment", "rollback-environment", "prepare-dns", "smoke-api-keys")
+# The flows of this project: the zombie detection watches their runs only (the maintenance flows: the lock's list).
+PROJECT_FLOWS = ("promote-release", "deploy-environment", "rollback-environment", "prepare-dns", "smoke-api-keys",
+                 *environment_lock.MAINTENANCE_FLOWS)
 # Flow runs beat this often (PREFECT_FLOWS_HEARTBEAT_FREQUENCY): set for every run of deployments.yaml's
 # deployments (job_variables) and for the sandbox's worker; Prefect's own default is 180 s.
 HEARTBEAT_S = 30

@@ -31,6 +31,10 @@ from technicia_deploy.steps import env_tag, step_id_of
 
 # The flows that change an environment's server and therefore take its lock.
 LOCKING_FLOWS = ("deploy-environment", "rollback-environment")
+# Maintenance flows take the lock too (flows/_maintenance.py) but never change which release runs: a run waiting
+# for the lock names them as holders, and nothing else here (nor promotion.completed_in_promotion) counts them.
+MAINTENANCE_FLOWS = ("maintenance-certificates", "maintenance-housekeeping", "maintenance-backup",
+                     "maintenance-restore-drill", "maintenance-drift")
 LEASE_S = 60  # the server's minimum; renewed in the background while the holder is alive
 DEFAULT_WAIT_S = 1800.0
 REAP_SCAN = 20  # how many Running/Crashed runs of the environment a new holder looks at
@@ -73,13 +77,14 @@ def _ensure_limit(client: Any, name: str) -> None:
 
 
 def holders(client: Any, environment: str, exclude: set[str]) -> list[Holder]:
-    """Running runs of the locking flows on ``environment``, oldest first (the first one holds the lock)."""
+    """Running runs of the locking and maintenance flows on ``environment``, oldest first (the first one holds
+    the lock)."""
     from prefect.client.schemas import filters as F
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
 
     runs = client.read_flow_runs(
-        flow_filter=F.FlowFilter(name=F.FlowFilterName(any_=list(LOCKING_FLOWS))),
+        flow_filter=F.FlowFilter(name=F.FlowFilterName(any_=[*LOCKING_FLOWS, *MAINTENANCE_FLOWS])),
         flow_run_filter=F.FlowRunFilter(tags=F.FlowRunFilterTags(all_=[env_tag(environment)]),
                                         state=F.FlowRunFilterState(type=F.FlowRunFilterStateType(any_=[StateType.RUNNING]))),
         sort=FlowRunSort.START_TIME_ASC, limit=10,

@@ -178,3 +178,42 @@ def operations(facts: CertFacts, wanted: CertificateWanted, now: datetime | None
     if not (facts.timer_enabled and facts.timer_active):
         cmds.append(f"systemctl enable --now {TIMER}")
     return cmds
+
+
+# -- maintenance: renewal and its rehearsal ---------------------------------------------------------
+
+def renew_command(wanted: CertificateWanted) -> str:
+    """A new certificate now, whatever the old one's days left (the maintenance flow decided it is time):
+    the same request as the first issuance, so names, ACME server and webroot stay what the pipeline declares."""
+    return obtain_command(wanted, replace_existing=True)
+
+
+def renew_dry_run_command(wanted: CertificateWanted) -> str:
+    """``certbot renew --dry-run`` of the domain's certificate against the declared ACME server: the whole
+    renewal (account, order, HTTP-01 challenge through nginx's webroot) without replacing anything.
+    ``--server`` is given because certbot sends a dry run of a Let's Encrypt certificate to Let's Encrypt's
+    staging server, and must send the sandbox's to pebble; no deploy hook runs in a dry run."""
+    env = f"REQUESTS_CA_BUNDLE={SYSTEM_CA_BUNDLE} " if wanted.tls.ca_bundle else ""
+    return (f"{env}certbot renew --dry-run --cert-name {q(wanted.domain)} --server {q(wanted.tls.acme_server)} "
+            "--no-random-sleep-on-renew --non-interactive")
+
+
+@dataclass(frozen=True)
+class DryRun:
+    ok: bool
+    detail: str  # what the ACME server reported (challenge type and detail), or the last line certbot wrote
+
+
+DRY_RUN_OK = "simulated renewals succeeded"
+
+
+def parse_dry_run(exit_code: int, output: str) -> DryRun:
+    """The verdict of ``renew_dry_run_command`` from its exit status and output (stdout + stderr)."""
+    lines = [" ".join(line.split()) for line in output.splitlines() if line.strip()]
+    if exit_code == 0 and any(DRY_RUN_OK in line for line in lines):
+        return DryRun(True, next(line for line in lines if DRY_RUN_OK in line))
+    reported = [line for line in lines if line.startswith(("Domain:", "Type:", "Detail:"))]
+    if reported:
+        return DryRun(False, "; ".join(reported))
+    failed = [line for line in lines if line.startswith("Failed to renew") or "error:" in line.lower()]
+    return DryRun(False, failed[-1] if failed else (lines[-1] if lines else f"certbot exited {exit_code}, no output"))

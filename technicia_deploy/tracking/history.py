@@ -33,6 +33,10 @@ from technicia_deploy.steps import env_tag, step_id_of
 DEPLOY_FLOW = "deploy-environment"
 DEPLOY_FLOW_TAG = f"flow:{DEPLOY_FLOW}"
 MAINTENANCE_TAG = "maintenance"
+UPCOMING_SCAN = 200  # scheduled maintenance runs read to find each flow's next one
+# Past maintenance runs read: a day of five flows on three environments is 15 per-environment runs (and their
+# 'all' runs); the table shows the newest (render.MAX_RECENT_MAINTENANCE), the notes each environment's last drift.
+RECENT_SCAN = 60
 COST_MONITORING_TAG = "cost-monitoring"
 NOTE_VARIABLE_PREFIX = "technicia_problem_note_"
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
@@ -478,13 +482,15 @@ def read_history(
     # 7. maintenance: what is scheduled next, and what ran last.
     maintenance_tags = F.FlowRunFilterTags(all_=[MAINTENANCE_TAG])
     waiting = [StateType.SCHEDULED, StateType.PENDING]
+    # The scheduler plans many runs ahead (a daily flow fills 10 slots by itself): read enough to find the next
+    # run of every maintenance flow, the renderer keeps the next one of each.
     upcoming = client.read_flow_runs(
         flow_run_filter=F.FlowRunFilter(tags=maintenance_tags, state=F.FlowRunFilterState(type=F.FlowRunFilterStateType(any_=waiting))),
-        sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=10,
+        sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=UPCOMING_SCAN,
     )
     recent = client.read_flow_runs(
         flow_run_filter=F.FlowRunFilter(tags=maintenance_tags, state=F.FlowRunFilterState(type=F.FlowRunFilterStateType(not_any_=waiting))),
-        sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=10,
+        sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=RECENT_SCAN,
     )
     maintenance = tuple(flow_run_record(r) for r in [*upcoming, *recent])
 

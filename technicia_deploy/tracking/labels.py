@@ -81,6 +81,20 @@ _FR = {
     "flow_smoke-api-keys": "Vérification des clés API", "flow_deploy-environment": "Déploiement",
     "flow_security-test": "Test de sécurité", "flow_renew-certificates": "Renouvellement des certificats",
     "flow_cost-monitoring": "Suivi des coûts",
+    "flow_maintenance-certificates": "Certificats", "flow_maintenance-housekeeping": "Nettoyage Docker",
+    "flow_maintenance-backup": "Sauvegarde", "flow_maintenance-restore-drill": "Exercice de restauration",
+    "flow_maintenance-drift": "Contrôle de dérive",
+    # what an upcoming run will do (a scheduled run has no description of its own yet, and a random name)
+    "mt_what": "Exécution planifiée ({flow})",
+    "mt_what_smoke-api-keys": "Appel de vérification de chaque clé API de chaque environnement",
+    "mt_what_maintenance-certificates": "Vérifier le certificat servi (jours restants, chaîne, noms), le renouveler sous le seuil, tester le renouvellement (dry-run)",
+    "mt_what_maintenance-housekeeping": "Supprimer les images et releases inutilisées, en gardant la release courante et la précédente",
+    "mt_what_maintenance-backup": "Sauvegarder Qdrant (snapshots) et n8n hors du serveur, avec somme de contrôle et rétention",
+    "mt_what_maintenance-restore-drill": "Restaurer la dernière sauvegarde de production dans test et la vérifier",
+    "mt_what_maintenance-drift": "Comparer chaque serveur avec ce que le pipeline déclare (firewall, ports, release, .env, nginx, certificat, DNS, monitoring)",
+    "env_all": "Tous",
+    "note_drift_ok": "Contrôle de dérive de {env} ({when}) : le serveur est conforme à ce que le pipeline déclare.",
+    "note_drift_bad": "Contrôle de dérive de {env} ({when}) : {detail}",
     # next step
     "next_deploy_env": "Déploiement sur environnement de {env}",
     "next_deploy_release": "Déploiement de la release {release} sur environnement de {env}",
@@ -174,6 +188,19 @@ _EN = {
     "flow_smoke-api-keys": "API key check", "flow_deploy-environment": "Deployment",
     "flow_security-test": "Security test", "flow_renew-certificates": "Certificate renewal",
     "flow_cost-monitoring": "Cost monitoring",
+    "flow_maintenance-certificates": "Certificates", "flow_maintenance-housekeeping": "Docker housekeeping",
+    "flow_maintenance-backup": "Backup", "flow_maintenance-restore-drill": "Restore drill",
+    "flow_maintenance-drift": "Drift check",
+    "mt_what": "Scheduled run ({flow})",
+    "mt_what_smoke-api-keys": "Smoke call of every API key of every environment",
+    "mt_what_maintenance-certificates": "Check the served certificate (days left, chain, names), renew it under the threshold, test the renewal (dry run)",
+    "mt_what_maintenance-housekeeping": "Remove unused images and releases, keeping the current and the previous release",
+    "mt_what_maintenance-backup": "Back Qdrant (snapshots) and n8n up off the server, with checksum and retention",
+    "mt_what_maintenance-restore-drill": "Restore the latest production backup into test and verify it",
+    "mt_what_maintenance-drift": "Compare each server with what the pipeline declares (firewall, ports, release, .env, nginx, certificate, DNS, monitoring)",
+    "env_all": "All",
+    "note_drift_ok": "Drift check of {env} ({when}): the server is as the pipeline declares it.",
+    "note_drift_bad": "Drift check of {env} ({when}): {detail}",
     "next_deploy_env": "Deployment to the {env} environment",
     "next_deploy_release": "Deployment of release {release} to the {env} environment",
     "next_running": "{step} ({env})",
@@ -223,10 +250,18 @@ class Labels:
     def get(self, key: str, default: str) -> str:
         return self._table.get(key, default)
 
-    def datetime(self, value: datetime | None) -> str:
-        """'24 mars 2025 14:02 UTC' / '24 Mar 2025 14:02 UTC'; '-' when unknown."""
+    def datetime(self, value: datetime | None, zone: str | None = None) -> str:
+        """'24 mars 2025 14:02 UTC' / '24 Mar 2025 14:02 UTC'; '-' when unknown.
+
+        ``zone``: an IANA time zone (the team's, Europe/Paris) to show the time in, with its abbreviation
+        ('24 mars 2025 15:02 CET', '24 juil. 2025 16:02 CEST'), so a reader never converts by hand."""
         if value is None:
             return self._table["none"]
+        if zone:
+            from zoneinfo import ZoneInfo
+
+            local = value.astimezone(ZoneInfo(zone))
+            return f"{local.day} {self._months[local.month - 1]} {local.year} {local:%H:%M} {local.tzname()}"
         value = value.astimezone(timezone.utc)
         return f"{value.day} {self._months[value.month - 1]} {value.year} {value:%H:%M} UTC"
 

@@ -478,20 +478,68 @@ def _solution(p: Problem, t: Labels) -> str:
     return "; ".join(parts) or "-"
 
 
+WAITING_STATES = ("SCHEDULED", "PENDING")
+MAX_RECENT_MAINTENANCE = 15  # past maintenance rows shown, newest first
+
+
+def _covered_by_environment_runs(run: FlowRunRecord, runs: Iterable[FlowRunRecord]) -> bool:
+    """A finished maintenance run made for several environments (or started in-process) whose per-environment
+    runs (tagged ``env:``, same flow, started within it) are in the table: they say what was done, each in its
+    own row; the run that created them would only repeat it."""
+    if run.state_type in WAITING_STATES or _tag(run, "env:") or run.start is None:
+        return False
+    end = run.end or datetime.max.replace(tzinfo=timezone.utc)
+    return any(other is not run and other.flow == run.flow and _tag(other, "env:") and other.start
+               and run.start <= other.start <= end for other in runs)
+
+
+def _tag(run: FlowRunRecord, prefix: str) -> str | None:
+    return next((tag[len(prefix):] for tag in run.tags if tag.startswith(prefix)), None)
+
+
+def _next_of_each(upcoming: list[FlowRunRecord]) -> list[FlowRunRecord]:
+    """The next scheduled run of each flow and environment (the scheduler plans many runs ahead of a daily one)."""
+    seen, kept = set(), []
+    for run in upcoming:
+        key = (run.flow, run.environment)
+        if key not in seen:
+            seen.add(key)
+            kept.append(run)
+    return kept
+
+
+def maintenance_description(run: FlowRunRecord, t: Labels) -> str:
+    """What the run did (its final state's message, written by the flow: technicia_deploy/maintenance.py), what an
+    upcoming run will do (its flow's purpose: a scheduled run has a random name until it starts), or, for a run that
+    said nothing, its name; a failure adds why."""
+    from technicia_deploy.maintenance import failure_text, is_description
+
+    flow = run.flow or "-"
+    if run.state_type in WAITING_STATES:
+        return t.get(f"mt_what_{flow}", t("mt_what", flow=t.get(f"flow_{flow}", flow)))
+    if run.state_type in FAILED_STATES:
+        why = failure_text(run.message)
+        return (f"{run.name} : {why}" if t.lang == "fr" else f"{run.name}: {why}") if why else run.name
+    return run.message if is_description(run.message) else run.name
+
+
 def section_maintenance(ix: _Index, t: Labels) -> list[str]:
+    """Upcoming runs (soonest first), then past ones (newest first); times in the team's time zone (the schedules'
+    own, deployments.yaml)."""
+    from technicia_deploy.maintenance import TEAM_TIMEZONE
+
     runs = ix.history.maintenance_runs
-    upcoming = sorted((r for r in runs if r.state_type in ("SCHEDULED", "PENDING")), key=lambda r: _time(r.expected_start))
-    recent = sorted((r for r in runs if r.state_type not in ("SCHEDULED", "PENDING")), key=lambda r: _time(r.when), reverse=True)
+    shown = [r for r in runs if not _covered_by_environment_runs(r, runs)]
+    upcoming = _next_of_each(sorted((r for r in shown if r.state_type in WAITING_STATES), key=lambda r: _time(r.expected_start)))
+    recent = sorted((r for r in shown if r.state_type not in WAITING_STATES), key=lambda r: _time(r.when),
+                    reverse=True)[:MAX_RECENT_MAINTENANCE]
     rows = []
     for run in [*upcoming, *recent]:
         flow = run.flow or "-"
-        status = _maintenance_status(run, t)
-        description = run.name
-        if run.state_type in FAILED_STATES and run.message:
-            description += f" : {run.message}" if t.lang == "fr" else f": {run.message}"
-        when = run.expected_start if run.state_type in ("SCHEDULED", "PENDING") else (run.start or run.expected_start)
-        rows.append([t.datetime(when), t.get(f"flow_{flow}", flow), t.env(run.environment) if run.environment else "-",
-                     description, run.operator or t("mt_scheduler"), status])
+        when = run.expected_start if run.state_type in WAITING_STATES else (run.start or run.expected_start)
+        rows.append([t.datetime(when, zone=TEAM_TIMEZONE), t.get(f"flow_{flow}", flow),
+                     t.env(run.environment) if run.environment else "-",
+                     maintenance_description(run, t), run.operator or t("mt_scheduler"), _maintenance_status(run, t)])
     if not rows:
         rows = [["-"] * 6]
     headers = [t("col_date"), t("col_type"), t("col_env"), t("col_description"), t("col_owner"), t("col_status")]
@@ -516,7 +564,34 @@ def section_notes(ix: _Index, t: Labels) -> list[str]:
 
 
 def notes_checks(ix: _Index, t: Labels) -> list[str]:
-    return [_note_quotas(ix, t), _note_dns(ix, t), _note_costs(ix, t), _note_docs(ix, t)]
+    return [_note_quotas(ix, t), _note_dns(ix, t), _note_costs(ix, t), _note_docs(ix, t), *_notes_drift(ix, t)]
+
+
+DRIFT_FLOW = "maintenance-drift"
+
+
+def _notes_drift(ix: _Index, t: Labels) -> list[str]:
+    """One note per environment whose drift was checked: its latest drift run's verdict, each difference by name
+    (its message). None before the first drift check."""
+    from technicia_deploy.maintenance import failure_text
+
+    latest: dict[str, FlowRunRecord] = {}
+    for run in sorted(ix.history.maintenance_runs, key=lambda r: _time(r.when), reverse=True):
+        env = _tag(run, "env:")
+        if run.flow == DRIFT_FLOW and env and run.state_type in FINAL_STATES and env not in latest:
+            latest[env] = run
+    notes = []
+    from technicia_deploy.config import ENVIRONMENTS
+
+    for env in sorted(latest, key=lambda e: ENVIRONMENTS.index(e) if e in ENVIRONMENTS else len(ENVIRONMENTS)):
+        run = latest[env]
+        when = t.datetime(run.end or run.when)
+        if run.state_type == "COMPLETED":
+            notes.append(f"{t('ok')} " + t("note_drift_ok", env=t.env(env), when=when))
+        else:
+            notes.append(f"{t('warn')} " + t("note_drift_bad", env=t.env(env), when=when,
+                                             detail=cell(failure_text(run.message), 600)))
+    return notes
 
 
 def _note_quotas(ix: _Index, t: Labels) -> str:

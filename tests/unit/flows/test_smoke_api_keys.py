@@ -95,6 +95,9 @@ def test_all_environments_pass_and_each_gets_its_table_and_tag(runs):
     assert state.is_completed()
     results = state.result()
     assert len(results) == 12 and {r["status"] for r in results} == {"ok"}
+    # What it did, as the tracking document's maintenance table shows it.
+    assert state.message == ("12 API key(s) answered their smoke call: test, staging, production "
+                             "(documentai, vision, voyageai, anthropic)")
     assert {r["environment"] for r in results} == set(ENVIRONMENTS)
 
     for env in ENVIRONMENTS:

@@ -146,3 +146,46 @@ def test_qdrant_full_snapshot_and_path_traversal_refused(applets, qdrant_env):
     assert status == 200 and json.loads(body)["result"]["name"].startswith("full-snapshot-")
     status, _, _ = get(applets, "qdrant", "/snapshots/..", **qdrant_env)
     assert status == 400
+
+
+def put(applets: Path, service: str, target: str, body: bytes, **env: str):
+    raw = (f"PUT {target} HTTP/1.1\r\nHost: x\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
+    return request(applets, service, raw, **env)
+
+
+def test_qdrant_points_snapshot_and_recovery_like_qdrant(applets, qdrant_env, tmp_path):
+    """Points upserted and counted, a snapshot taken, the collection recovered from it (what the backup and the
+    restore drill call); an upsert of a known id changes nothing."""
+    points = {"points": [{"id": i, "vector": [0.1, 0.2], "payload": {"doc": f"d{i}"}} for i in range(1, 6)]}
+    status, _, body = put(applets, "qdrant", "/collections/technicia_docs/points?wait=true",
+                          json.dumps(points).encode(), **qdrant_env)
+    assert status == 200 and json.loads(body)["result"]["status"] == "completed"
+    put(applets, "qdrant", "/collections/technicia_docs/points", json.dumps({"points": points["points"][:2]}).encode(),
+        **qdrant_env)
+    count = post(applets, "qdrant", "/collections/technicia_docs/points/count", b'{"exact":true}', **qdrant_env)
+    assert json.loads(count[2])["result"] == {"count": 5}
+    info = json.loads(get(applets, "qdrant", "/collections/technicia_docs", **qdrant_env)[2])["result"]
+    assert info["points_count"] == 5
+
+    snapshot = json.loads(post(applets, "qdrant", "/collections/technicia_docs/snapshots", b"", **qdrant_env)[2])["result"]
+    location = f"file://{qdrant_env['QDRANT_SNAPSHOTS']}/technicia_docs/{snapshot['name']}"
+    # Into another collection (the drill restores production's into test's): same points.
+    status, _, body = put(applets, "qdrant", "/collections/restored/snapshots/recover",
+                          json.dumps({"location": location}).encode(), **qdrant_env)
+    assert status == 200 and json.loads(body)["result"] is True, body
+    assert json.loads(get(applets, "qdrant", "/collections/restored", **qdrant_env)[2])["result"]["points_count"] == 5
+
+
+def test_qdrant_recovery_refuses_a_truncated_or_foreign_snapshot(applets, qdrant_env):
+    snapshots = Path(qdrant_env["QDRANT_SNAPSHOTS"])
+    (snapshots / "technicia_docs").mkdir(parents=True, exist_ok=True)
+    (snapshots / "technicia_docs" / "empty.snapshot").write_bytes(b"")
+    status, _, body = put(applets, "qdrant", "/collections/technicia_docs/snapshots/recover",
+                          json.dumps({"location": f"file://{snapshots}/technicia_docs/empty.snapshot"}).encode(),
+                          **qdrant_env)
+    assert status == 400, body
+    status, _, _ = put(applets, "qdrant", "/collections/technicia_docs/snapshots/recover",
+                       b'{"location": "file:///etc/passwd"}', **qdrant_env)
+    assert status == 403
+    # The collection was left as it was.
+    assert get(applets, "qdrant", "/collections/technicia_docs", **qdrant_env)[0] == 200

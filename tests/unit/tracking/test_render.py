@@ -256,8 +256,10 @@ def test_maintenance_lists_upcoming_then_recent_runs():
                       ("maintenance", "env:staging", "flow:renew-certificates"), {"operator": "erin"}),
     ]
     rows = table_rows(section(render(b.build(), "fr"), "## Maintenance et Mises à Jour Planifiées"))[1:]
-    assert rows[0] == "| 24 avril 2025 09:00 UTC | Vérification des clés API | Production | nightly-keys | planificateur | Planifié |"
-    assert rows[1] == "| 22 avril 2025 09:00 UTC | Renouvellement des certificats | Staging | renew-1 : certbot exited 1 | erin | Échec |"
+    # Times in the team's time zone (the schedules'); an upcoming run says what it will do (its name is random).
+    assert rows[0] == ("| 24 avril 2025 11:00 CEST | Vérification des clés API | Production | Appel de vérification de "
+                       "chaque clé API de chaque environnement | planificateur | Planifié |")
+    assert rows[1] == "| 22 avril 2025 11:00 CEST | Renouvellement des certificats | Staging | renew-1 : certbot exited 1 | erin | Échec |"
 
 
 def test_notes_are_live_checks():

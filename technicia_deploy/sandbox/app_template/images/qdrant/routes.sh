@@ -1,6 +1,7 @@
 # Routes of the Qdrant stand-in (sourced by /srv/http-request.sh), shaped like Qdrant's REST API:
-# health probes, collections, and collection / full-storage snapshots kept on the volumes
-# /qdrant/storage and /qdrant/snapshots (what a pre-deploy backup step would call).
+# health probes, collections, points (upsert and count), and collection / full-storage snapshots kept on the
+# volumes /qdrant/storage and /qdrant/snapshots: create, list, download, delete, and a collection recovered from a
+# snapshot file (what the backups and the restore drill call).
 
 STORAGE=${QDRANT_STORAGE:-/qdrant/storage}
 SNAPSHOTS=${QDRANT_SNAPSHOTS:-/qdrant/snapshots}
@@ -23,7 +24,50 @@ collections() {
 collection_info() {
     [ -d "$STORAGE/collections/$1" ] || { fail "404 Not Found" "Not found: Collection \`$1\` doesn't exist!"; return; }
     config=$(cat "$STORAGE/collections/$1/config.json")
-    ok "{\"status\":\"green\",\"optimizer_status\":\"ok\",\"points_count\":0,\"segments_count\":1,\"config\":{\"params\":$config}}"
+    ok "{\"status\":\"green\",\"optimizer_status\":\"ok\",\"points_count\":$(points_count "$1"),\"segments_count\":1,\"config\":{\"params\":$config}}"
+}
+
+# Points: one id per line in points.ids (an upsert of a known id changes nothing); vectors and payloads are kept
+# as sent in points.jsonl. Enough for what the pipeline asks: how many points a collection holds.
+points_count() {
+    if [ -f "$STORAGE/collections/$1/points.ids" ]; then wc -l <"$STORAGE/collections/$1/points.ids" | tr -d ' '; else echo 0; fi
+}
+
+# PUT /collections/NAME/points {"points":[{"id":1,"vector":[...],"payload":{...}},...]}
+upsert_points() {
+    dir="$STORAGE/collections/$1"
+    ids=$(printf '%s' "$BODY" | grep -o '"id" *: *\("[^"]*"\|[0-9][0-9]*\)' | sed 's/^"id" *: *//')
+    [ -n "$ids" ] || { fail "400 Bad Request" "Format error in JSON body: no points"; return; }
+    printf '%s\n' "$BODY" >>"$dir/points.jsonl"
+    { [ -f "$dir/points.ids" ] && cat "$dir/points.ids"; printf '%s\n' "$ids"; } | sort -u >"$dir/points.ids.tmp"
+    mv "$dir/points.ids.tmp" "$dir/points.ids"
+    ok '{"operation_id":0,"status":"completed"}'
+}
+
+# PUT /collections/NAME/snapshots/recover {"location":"file:///qdrant/snapshots/NAME/FILE.snapshot"}: the
+# collection replaced by the snapshot's content (created if missing). Only file locations under the snapshots
+# directory (Qdrant also fetches http(s) URLs; the pipeline uploads the file next to the others instead).
+recover_snapshot() {
+    location=$(printf '%s' "$BODY" | sed -n 's/.*"location" *: *"\([^"]*\)".*/\1/p')
+    file=${location#file://}
+    case "$location" in
+        file://*) ;;
+        "") fail "400 Bad Request" "Format error in JSON body: missing field \`location\`"; return ;;
+        *) fail "400 Bad Request" "Bad request: only file:// locations are supported by this stand-in"; return ;;
+    esac
+    case "$file" in
+        "$SNAPSHOTS"/*) ;;
+        *) fail "403 Forbidden" "Forbidden: snapshot location must be inside $SNAPSHOTS"; return ;;
+    esac
+    case "$file" in *..*) fail "400 Bad Request" "invalid path"; return ;; esac
+    [ -f "$file" ] || { fail "404 Not Found" "Not found: Snapshot file $file does not exist"; return; }
+    tar -tf "$file" >/dev/null 2>&1 || { fail "400 Bad Request" "Bad request: snapshot $file is not a valid snapshot archive"; return; }
+    target="$STORAGE/collections/$1"
+    rm -rf "$target.recover" && mkdir -p "$target.recover" && tar -C "$target.recover" -xf "$file" \
+        && [ -f "$target.recover/config.json" ] \
+        || { rm -rf "$target.recover"; fail "400 Bad Request" "Bad request: snapshot $file holds no collection"; return; }
+    rm -rf "$target" && mv "$target.recover" "$target"
+    ok true
 }
 
 create_collection() {
@@ -90,6 +134,19 @@ route() {
         "POST snapshots 1") snapshot_create "$STORAGE" "$SNAPSHOTS" full-snapshot ;;
         "GET snapshots 2") snapshot_download "$SNAPSHOTS/$2" ;;
         "DELETE snapshots 2") snapshot_delete "$SNAPSHOTS/$2" ;;
+        "PUT collections 3" | "POST collections 4" | "PUT collections 4")
+            if [ "$3 $# $method" = "points 3 PUT" ] && [ -d "$STORAGE/collections/$2" ]; then
+                upsert_points "$2"
+            elif [ "$3 $4 $method" = "points count POST" ] && [ -d "$STORAGE/collections/$2" ]; then
+                ok "{\"count\":$(points_count "$2")}"
+            elif [ "$3 $4 $method" = "snapshots recover PUT" ]; then
+                recover_snapshot "$2"
+            elif [ ! -d "$STORAGE/collections/$2" ]; then
+                fail "404 Not Found" "Not found: Collection \`$2\` doesn't exist!"
+            else
+                fail "404 Not Found" "Not found"
+            fi
+            ;;
         "GET collections 3" | "POST collections 3" | "GET collections 4" | "DELETE collections 4")
             if [ "$3" != snapshots ]; then
                 fail "404 Not Found" "Not found"
