@@ -234,9 +234,10 @@ def test_the_zombie_trigger_watches_the_heartbeats_of_this_projects_deployment_r
         "Completed", "Failed", "TimedOut", "Cancelled", "Crashed", "Paused", "Suspended", "AwaitingRetry")}
     assert trigger.match.root == {"prefect.resource.id": "prefect.flow-run.*"}
     assert [spec.root for spec in trigger.match_related] == [
-        {"prefect.resource.role": "flow", "prefect.resource.name": ["promote-release", "deploy-environment",
-                                                                    "rollback-environment", "prepare-dns",
-                                                                    "smoke-api-keys"]},
+        {"prefect.resource.role": "flow", "prefect.resource.name": [
+            "promote-release", "deploy-environment", "rollback-environment", "prepare-dns", "smoke-api-keys",
+            "maintenance-certificates", "maintenance-housekeeping", "maintenance-backup", "maintenance-restore-drill",
+            "maintenance-drift"]},
         {"prefect.resource.role": "deployment"}]
     assert trigger.for_each == {"prefect.resource.id"}
     assert (trigger.posture, trigger.threshold, trigger.within) == (Posture.Proactive, 1, timedelta(seconds=90))
