@@ -40,8 +40,10 @@ def pebble_config(gateway: str, port: int, management_port: int, cert: Path, key
 
 
 def pebble_environment() -> dict[str, str]:
-    # No random sleeps before validation, no random bad-nonce rejections: fast, deterministic tests.
-    return {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
+    # No random sleeps before validation, no random bad-nonce rejections: fast, deterministic tests. No reuse of
+    # valid authorizations (pebble reuses half of them by default): every order, a renewal rehearsal included,
+    # proves its HTTP challenge again, so a blocked challenge path is always seen.
+    return {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
 
 
 def pebble_argv(config_path: Path, dns: str | None) -> list[str]:

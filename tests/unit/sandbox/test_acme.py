@@ -17,4 +17,4 @@ def test_pebble_listens_on_the_gateway_and_validates_on_real_ports():
 def test_pebble_uses_the_sandbox_dns_when_there_is_one():
     assert acme.pebble_argv(Path("/p.json"), "127.0.0.1:5353")[-2:] == ["-dnsserver", "127.0.0.1:5353"]
     assert "-dnsserver" not in acme.pebble_argv(Path("/p.json"), None)
-    assert acme.pebble_environment() == {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
+    assert acme.pebble_environment() == {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
