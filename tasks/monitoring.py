@@ -37,7 +37,10 @@ PROJECT_FLOWS = ("promote-release", "deploy-environment", "rollback-environment"
 # Flow runs beat this often (PREFECT_FLOWS_HEARTBEAT_FREQUENCY): set for every run of deployments.yaml's
 # deployments (job_variables) and for the sandbox's worker; Prefect's own default is 180 s.
 HEARTBEAT_S = 30
-ZOMBIE_AFTER_S = 3 * HEARTBEAT_S  # no heartbeat (nor a final or parking state) for this long: the process is gone
+# No heartbeat (nor a final or parking state) for this long: the process is gone. Five beats, not three: with
+# three, a live promotion was marked Crashed in a loaded test run on the SQLite server (cause not established),
+# and a false "Crashed" of a live promotion costs more than finding a dead process a minute later.
+ZOMBIE_AFTER_S = 5 * HEARTBEAT_S
 # A run's state events that end, or legitimately pause, its heartbeats.
 HEARTBEAT_ENDS = ("Completed", "Failed", "TimedOut", "Cancelled", "Crashed", "Paused", "Suspended", "AwaitingRetry")
 
@@ -234,7 +237,7 @@ def zombie_trigger():
     or pauses the heartbeats, within ZOMBIE_AFTER_S; per flow run. Only runs of this project's flows
     started by a deployment (their heartbeat names the deployment), whose heartbeat frequency
     deployments.yaml sets to HEARTBEAT_S: a run beating at Prefect's default (180 s) is never watched
-    with a 90 s window. A run started in-process (the CLI) is found by the next holder of its
+    with a 150 s window. A run started in-process (the CLI) is found by the next holder of its
     environment's lock instead (technicia_deploy.environment_lock)."""
     from datetime import timedelta
 

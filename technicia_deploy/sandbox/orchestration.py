@@ -84,7 +84,7 @@ def worker_env(url: str, auth_string: str | None = None) -> dict[str, str]:
     """A worker's settings: where the server is and its auth string, where the project is, heartbeats."""
     env = {"PREFECT_API_URL": url, "TECHNICIA_DEPLOY_DIR": str(PROJECT_DIR), "DO_NOT_TRACK": "1",
            # Flow runs beat every 30 s (Prefect's default: 180 s): the project's zombie detection
-           # (tasks/monitoring.py) marks a run Crashed when its beats stop for 90 s. deployments.yaml sets
+           # (tasks/monitoring.py) marks a run Crashed when its beats stop for 150 s. deployments.yaml sets
            # the same for every run it starts; this covers the worker's own process as well.
            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}
     if auth_string is not None:

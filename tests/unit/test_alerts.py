@@ -240,20 +240,20 @@ def test_the_zombie_trigger_watches_the_heartbeats_of_this_projects_deployment_r
             "maintenance-drift"]},
         {"prefect.resource.role": "deployment"}]
     assert trigger.for_each == {"prefect.resource.id"}
-    assert (trigger.posture, trigger.threshold, trigger.within) == (Posture.Proactive, 1, timedelta(seconds=90))
-    assert monitoring.ZOMBIE_AFTER_S == 3 * monitoring.HEARTBEAT_S == 90
+    assert (trigger.posture, trigger.threshold, trigger.within) == (Posture.Proactive, 1, timedelta(seconds=150))
+    assert monitoring.ZOMBIE_AFTER_S == 5 * monitoring.HEARTBEAT_S == 150
 
     server = _server_trigger(trigger)
     assert server.covers(_event("prefect.flow-run.heartbeat", [_flow("promote-release"), DEPLOYMENT]))
     assert server.covers(_event("prefect.flow-run.Suspended", [_flow("promote-release"), DEPLOYMENT]))
-    # In-process runs beat at Prefect's default (180 s): never watched with a 90 s window.
+    # In-process runs beat at Prefect's default (180 s): never watched with a 150 s window.
     assert not server.covers(_event("prefect.flow-run.heartbeat", [_flow("deploy-environment"), _tag("env:test")]))
     assert not server.covers(_event("prefect.flow-run.heartbeat", [_flow("someone-elses-flow"), DEPLOYMENT]))
 
     [action] = monitoring.wanted_zombie_automation("technicia").actions
     assert (action.type, action.state.value, action.name, action.force) == ("change-flow-run-state", "CRASHED",
                                                                            "Crashed", False)
-    assert action.message.startswith("process lost: no heartbeat for 90 s")
+    assert action.message.startswith("process lost: no heartbeat for 150 s")
 
 
 def test_the_zombie_automation_is_created_once(prefect_server):
@@ -308,7 +308,7 @@ def test_a_deployment_run_whose_heartbeats_stop_is_marked_crashed(prefect_server
                 time.sleep(1)
             dead = client.read_flow_run(runs["dead"])
             assert dead.state.type.value == "CRASHED", dead.state
-            assert dead.state.message.startswith("process lost: no heartbeat for 90 s")
+            assert dead.state.message.startswith("process lost: no heartbeat for 150 s")
             time.sleep(6)  # past the suspended run's window too
             assert client.read_flow_run(runs["suspended"]).state.name == "Suspended"
         finally:
