@@ -18,15 +18,26 @@ def prefect(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_deploy_file_registers_every_deployment(prefect_server):
-    pool = prefect("work-pool", "create", "technicia", "--type", "process")
-    assert pool.returncode == 0 or "already exists" in pool.stdout + pool.stderr, pool.stdout + pool.stderr
-    done = prefect("deploy", "--all", "--prefect-file", "deployments.yaml")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+_registered: dict[str, dict] = {}
 
-    deployments = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=30).json()
-    flows = {f["id"]: f["name"] for f in httpx.post(f"{prefect_server}/flows/filter", json={}, timeout=30).json()}
-    by_name = {(flows[d["flow_id"]], d["name"]): d for d in deployments}
+
+def registered_deployments(prefect_server: str) -> dict:
+    """`prefect deploy --all` of deployments.yaml against the test server, once per server: {(flow, name): deployment}."""
+    if prefect_server not in _registered:
+        pool = prefect("work-pool", "create", "technicia", "--type", "process")
+        assert pool.returncode == 0 or "already exists" in pool.stdout + pool.stderr, pool.stdout + pool.stderr
+        done = prefect("deploy", "--all", "--prefect-file", "deployments.yaml")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+        deployments = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=30).json()
+        flows = {f["id"]: f["name"] for f in httpx.post(f"{prefect_server}/flows/filter", json={}, timeout=30).json()}
+        by_name = {(flows[d["flow_id"]], d["name"]): d for d in deployments}
+        _registered[prefect_server] = by_name
+    return _registered[prefect_server]
+
+
+def test_deploy_file_registers_every_deployment(prefect_server):
+    by_name = registered_deployments(prefect_server)
 
     for env in ("test", "staging"):
         d = by_name[("deploy-environment", env)]

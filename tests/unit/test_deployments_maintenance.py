@@ -10,7 +10,7 @@ import httpx
 import yaml
 
 from technicia_deploy.maintenance import MAINTENANCE_TAG, TEAM_TIMEZONE
-from tests.unit.test_deployments_file import prefect
+from tests.unit.test_deployments_file import registered_deployments
 
 REPO = Path(__file__).resolve().parents[2]
 # (flow, deployment) -> cron, as deployments.yaml declares them.
@@ -47,14 +47,7 @@ def test_every_maintenance_deployment_is_declared_with_its_schedule_and_tags():
 
 
 def test_deploy_all_registers_them_with_their_schedules(prefect_server):
-    pool = prefect("work-pool", "create", "technicia", "--type", "process")
-    assert pool.returncode == 0 or "already exists" in pool.stdout + pool.stderr, pool.stdout + pool.stderr
-    done = prefect("deploy", "--all", "--prefect-file", "deployments.yaml")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
-    deployments = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=30).json()
-    flows = {f["id"]: f["name"] for f in httpx.post(f"{prefect_server}/flows/filter", json={}, timeout=30).json()}
-    by_name = {(flows[d["flow_id"]], d["name"]): d for d in deployments}
+    by_name = registered_deployments(prefect_server)
     for key, cron in MAINTENANCE.items():
         d = by_name[key]
         schedules = [s["schedule"] for s in d["schedules"] if s["active"]]
